@@ -1,0 +1,1 @@
+"""Subcommands of ``rocky-operator``; see :mod:`rocky_operator.cli`."""
