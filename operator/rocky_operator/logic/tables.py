@@ -1,0 +1,145 @@
+"""Which tables a run copies, and the names they go by.
+
+From the RockyRun spec and the discovered source tables this module derives the
+planned tables of a run: the filter applied, the target names rendered from the
+templates, the Rocky asset key and the runner task. It also names things
+deterministically (the table key used in labels, the attempt name used for pods) so
+that an operator restart, or a second local run, recognises what it started.
+
+Pure: no I/O. Discovery itself is the runner's (``rocky_runner.discovery``); this
+module only needs objects that look like its ``DiscoveredTable``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rocky_operator.api.spec import RockyRunSpec, parse_filter, render_template
+from rocky_runner.contract import MetadataColumn, TableRef, TableTask
+
+#: Kubernetes object names (DNS-1123 labels) are at most this long.
+MAX_NAME_LENGTH = 63
+#: Length of the table key: 10 hex characters = 40 bits; a collision between two
+#: tables of one run is about 1 in 10^12 for a thousand tables.
+TABLE_KEY_LENGTH = 10
+
+_NOT_DNS = re.compile(r"[^a-z0-9-]+")
+
+
+class DiscoveredTableLike(Protocol):
+    """What planning needs from a discovered source table (``rocky_runner.discovery``)."""
+
+    @property
+    def catalog(self) -> str | None: ...
+
+    @property
+    def schema(self) -> str: ...
+
+    @property
+    def table(self) -> str: ...
+
+    @property
+    def components(self) -> Mapping[str, str]: ...
+
+
+@dataclass(frozen=True)
+class PlannedTable:
+    """One table of a run: its key, its Rocky asset key and the runner's task."""
+
+    key: str
+    """Short hash of the asset key (:func:`table_key`); the ``rocky.dev/table`` label."""
+    asset_key: tuple[str, ...]
+    """``[adapter type, *component values, table]``, as Rocky names the asset."""
+    task: TableTask
+    """The unit of work a runner receives in ``ROCKY_TASK``."""
+    components: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+    """Component values of the source schema by name, in pattern order (for the
+    Rocky ``tenant`` attribution and for humans)."""
+
+
+def table_key(asset_key: Sequence[str]) -> str:
+    """10 hex characters of the SHA-256 of the asset key's compact JSON.
+
+    Deterministic across processes and restarts, and label-safe, so pods of a table
+    can be found again by label.
+    """
+    doc = json.dumps(list(asset_key), separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(doc.encode("ascii")).hexdigest()[:TABLE_KEY_LENGTH]
+
+
+def attempt_name(run_name: str, key: str, attempt: int) -> str:
+    """``<run>-<key>-<attempt>``, at most 63 characters and DNS-1123 safe.
+
+    The run part is lowered, stripped of characters a DNS label cannot hold and cut
+    so that the table key and attempt number (which make the name unique) survive.
+    """
+    suffix = f"{key}-{attempt}"
+    run = _NOT_DNS.sub("-", run_name.lower()).strip("-")
+    room = MAX_NAME_LENGTH - len(suffix) - 1
+    run = run[: max(room, 0)].rstrip("-")
+    name = f"{run}-{suffix}" if run else suffix
+    return name[:MAX_NAME_LENGTH].rstrip("-")
+
+
+def adapter_settings(spec: RockyRunSpec) -> dict[str, Any]:
+    """The runner's adapter settings: the spec's adapter block as JSON by alias.
+
+    Only the block of the chosen adapter is kept (``{"type": "duckdb", "duckdb": {...}}``);
+    secret *references* may appear, secret values never do.
+    """
+    doc = spec.adapter.model_dump(mode="json", by_alias=True)
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+def matches_filter(components: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
+    """True when every ``component=value`` of the filter holds for these components."""
+    return all(components.get(name) == value for name, value in wanted.items())
+
+
+def plan_tables(
+    spec: RockyRunSpec, discovered: Iterable[DiscoveredTableLike]
+) -> list[PlannedTable]:
+    """The tables of a run, filtered, named and ordered by asset key.
+
+    A table discovered twice (same asset key) is planned once. The order is stable so
+    that starts happen in the same order on every reconcile.
+    """
+    wanted = parse_filter(spec.filter)
+    names = tuple(spec.source.schema_pattern.components)
+    settings = adapter_settings(spec)
+    metadata = [
+        MetadataColumn(name=m.name, type=m.type, value=m.value) for m in spec.metadata_columns
+    ]
+    timeout = float(spec.runner.active_deadline_seconds or 3600)
+    planned: dict[tuple[str, ...], PlannedTable] = {}
+    for found in discovered:
+        components = {name: found.components[name] for name in names}
+        if not matches_filter(components, wanted):
+            continue
+        asset_key = (spec.adapter.type, *(components[n] for n in names), found.table)
+        if asset_key in planned:
+            continue
+        key = table_key(asset_key)
+        task = TableTask(
+            asset_key=list(asset_key),
+            source=TableRef(catalog=found.catalog, schema=found.schema, table=found.table),
+            target=TableRef(
+                catalog=render_template(spec.target.catalog_template, components),
+                schema=render_template(spec.target.schema_template, components),
+                table=found.table,
+            ),
+            strategy=spec.strategy,
+            timestamp_column=spec.timestamp_column,
+            metadata_columns=metadata,
+            adapter=settings,
+            timeout_seconds=timeout,
+        )
+        planned[asset_key] = PlannedTable(
+            key=key, asset_key=asset_key, task=task, components=components
+        )
+    return [planned[k] for k in sorted(planned)]
