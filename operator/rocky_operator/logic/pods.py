@@ -1,0 +1,377 @@
+"""Runner pods: the manifest of one attempt, and what an observed pod means.
+
+:func:`build_pod` turns a planned table and an attempt number into a Pod manifest
+(deterministic name, labels, owner reference, restricted security context,
+credentials only by Secret reference). :func:`classify_pod` reads an observed pod
+(the API's JSON) into a :class:`~rocky_operator.logic.decide.Attempt` following
+DESIGN.md's table:
+
+=====================================================  =================================
+what happened to the pod                               failure_kind
+=====================================================  =================================
+terminated with a valid result message                 the message's kind
+exit code 10..16, message missing or unreadable        the kind of that code
+OOMKilled, crashed with another code, no result        unknown (error names both)
+evicted, preempted, node lost (DisruptionTarget)       transient
+activeDeadlineSeconds exceeded                         transient
+Secret or key missing (CreateContainerConfigError)     auth-failed (after a grace period)
+image cannot be pulled                                 unknown (after a grace period)
+pod deleted by someone else before it finished         transient
+=====================================================  =================================
+
+Pure: no client, no clock (``now`` is an argument), no logging.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from rocky_operator.api.spec import API_GROUP, API_VERSION, KIND, RockyRunSpec
+from rocky_operator.logic.decide import Attempt, AttemptState
+from rocky_operator.logic.tables import PlannedTable, attempt_name
+from rocky_runner.contract import (
+    DEFAULT_RESULT_PATH,
+    ENV_RESULT_PATH,
+    ENV_TASK,
+    KIND_BY_EXIT_CODE,
+    FailureKind,
+    MessageError,
+    decode_result,
+)
+
+LABEL_RUN = "rocky.dev/run"
+LABEL_TABLE = "rocky.dev/table"
+LABEL_ATTEMPT = "rocky.dev/attempt"
+LABEL_ROLE = "rocky.dev/role"
+ANNOTATION_ASSET_KEY = "rocky.dev/asset-key"
+CONTAINER_NAME = "runner"
+
+#: Waiting reasons that never resolve by themselves, by the kind they fail as.
+STUCK_WAITING: Mapping[str, FailureKind] = {
+    "CreateContainerConfigError": FailureKind.AUTH_FAILED,
+    "ErrImagePull": FailureKind.UNKNOWN,
+    "ImagePullBackOff": FailureKind.UNKNOWN,
+    "InvalidImageName": FailureKind.UNKNOWN,
+    "ErrImageNeverPull": FailureKind.UNKNOWN,
+    "CreateContainerError": FailureKind.UNKNOWN,
+}
+#: Pod-level reasons (``status.reason``) of a pod the cluster took away: transient.
+DISRUPTED_REASONS = frozenset(
+    {
+        "Evicted",
+        "Preempting",
+        "NodeLost",
+        "NodeShutdown",
+        "Shutdown",
+        "Terminated",
+        "UnexpectedAdmissionError",
+    }
+)
+DEADLINE_REASON = "DeadlineExceeded"
+#: Default of how long a pod may sit in a stuck waiting state before it counts as failed
+#: (a Secret created a little late, a registry hiccup).
+DEFAULT_STUCK_GRACE_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class PodSettings:
+    """Operator-wide knobs for runner pods (command-line options of ``rocky-operator run``)."""
+
+    stuck_grace_seconds: float = DEFAULT_STUCK_GRACE_SECONDS
+    """How long a pod may wait with an image-pull or config error before it fails."""
+
+
+def owner_reference(run_name: str, run_uid: str) -> dict[str, Any]:
+    """The controller owner reference to the RockyRun: pods and ConfigMaps go with it."""
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": KIND,
+        "name": run_name,
+        "uid": run_uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def pod_labels(run_name: str, key: str, attempt: int) -> dict[str, str]:
+    return {
+        LABEL_RUN: run_name,
+        LABEL_TABLE: key,
+        LABEL_ATTEMPT: str(attempt),
+        LABEL_ROLE: "runner",
+        "app.kubernetes.io/name": "rocky-runner",
+        "app.kubernetes.io/managed-by": "rocky-operator",
+    }
+
+
+_RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "privileged": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def build_pod(
+    *,
+    run_name: str,
+    run_uid: str,
+    namespace: str,
+    spec: RockyRunSpec,
+    table: PlannedTable,
+    attempt: int,
+) -> dict[str, Any]:
+    """The Pod manifest of one attempt of one table.
+
+    The name is deterministic (``attempt_name``), so creating it twice is a 409, never a
+    second runner. The root filesystem is read-only; ``/tmp`` is an emptyDir and HOME
+    points there (DuckDB writes extension and spill files under it).
+    """
+    runner = spec.runner
+    env: list[dict[str, Any]] = [
+        {"name": ENV_TASK, "value": table.task.model_dump_json(by_alias=True)},
+        {"name": ENV_RESULT_PATH, "value": DEFAULT_RESULT_PATH},
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "TMPDIR", "value": "/tmp"},
+    ]
+    for env_name, ref in sorted(spec.adapter.secret_refs().items()):
+        env.append(
+            {"name": env_name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+        )
+    env.extend(runner.env or [])
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": runner.image,
+        "imagePullPolicy": runner.image_pull_policy,
+        "command": list(runner.command),
+        "env": env,
+        "terminationMessagePath": DEFAULT_RESULT_PATH,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": dict(_RESTRICTED_CONTAINER),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *(runner.volume_mounts or [])],
+    }
+    if runner.resources:
+        container["resources"] = dict(runner.resources)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}, *(runner.volumes or [])],
+    }
+    if runner.service_account_name:
+        pod_spec["serviceAccountName"] = runner.service_account_name
+    if runner.node_selector:
+        pod_spec["nodeSelector"] = dict(runner.node_selector)
+    if runner.tolerations:
+        pod_spec["tolerations"] = list(runner.tolerations)
+    if runner.active_deadline_seconds:
+        pod_spec["activeDeadlineSeconds"] = runner.active_deadline_seconds
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": attempt_name(run_name, table.key, attempt),
+            "namespace": namespace,
+            "labels": pod_labels(run_name, table.key, attempt),
+            "annotations": {ANNOTATION_ASSET_KEY: json.dumps(list(table.asset_key))},
+            "ownerReferences": [owner_reference(run_name, run_uid)],
+        },
+        "spec": pod_spec,
+    }
+
+
+# --- Observation ---------------------------------------------------------------------
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An RFC 3339 timestamp of the API (``2026-01-02T03:04:05Z``) as an aware datetime."""
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def pod_identity(pod: Mapping[str, Any]) -> tuple[str, int] | None:
+    """(table key, attempt number) from a pod's labels; None for a pod that is not ours."""
+    labels = pod.get("metadata", {}).get("labels") or {}
+    key = labels.get(LABEL_TABLE)
+    number = labels.get(LABEL_ATTEMPT)
+    if not key or not number or not str(number).isdigit():
+        return None
+    return key, int(number)
+
+
+def _container_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    for status in statuses:
+        if status.get("name") == CONTAINER_NAME:
+            return status  # type: ignore[no-any-return]
+    return statuses[0] if statuses else {}
+
+
+def _has_condition(pod: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    for cond in pod.get("status", {}).get("conditions") or []:
+        if cond.get("type") == kind and cond.get("status") == "True":
+            return cond  # type: ignore[no-any-return]
+    return None
+
+
+def classify_pod(
+    pod: Mapping[str, Any], now: datetime, settings: PodSettings = PodSettings()
+) -> Attempt | None:
+    """The attempt an observed pod stands for; None when the pod is not a runner pod."""
+    identity = pod_identity(pod)
+    if identity is None:
+        return None
+    key, number = identity
+    meta = pod.get("metadata", {})
+    status = pod.get("status", {})
+    started = parse_time(status.get("startTime")) or parse_time(meta.get("creationTimestamp"))
+    started = started or now
+    container = _container_status(pod)
+    state = container.get("state") or {}
+    terminated = state.get("terminated") or (container.get("lastState") or {}).get("terminated")
+    phase = status.get("phase")
+
+    def failed(kind: FailureKind, error: str, finished: datetime | None = None) -> Attempt:
+        return Attempt(
+            table=key,
+            number=number,
+            state=AttemptState.FAILED,
+            started_at=started,
+            finished_at=finished or now,
+            failure_kind=kind,
+            error=error,
+        )
+
+    finished_at = parse_time((terminated or {}).get("finishedAt"))
+    message = (terminated or {}).get("message")
+    decode_problem = "no result message"
+    if message:
+        try:
+            result = decode_result(message)
+        except MessageError as exc:
+            decode_problem = str(exc)
+        else:
+            if result.outcome == "copied":
+                return Attempt(
+                    table=key,
+                    number=number,
+                    state=AttemptState.COPIED,
+                    started_at=started,
+                    finished_at=finished_at or now,
+                    result=result,
+                )
+            return Attempt(
+                table=key,
+                number=number,
+                state=AttemptState.FAILED,
+                started_at=started,
+                finished_at=finished_at or now,
+                failure_kind=result.failure_kind,
+                error=result.error,
+                result=result,
+            )
+
+    reason = status.get("reason") or ""
+    disruption = _has_condition(pod, "DisruptionTarget")
+    ended = (
+        phase in ("Succeeded", "Failed") or bool(terminated) or bool(meta.get("deletionTimestamp"))
+    )
+    if reason in DISRUPTED_REASONS or (disruption is not None and ended):
+        why = reason or (disruption or {}).get("reason") or "DisruptionTarget"
+        detail = status.get("message") or (disruption or {}).get("message") or ""
+        return failed(
+            FailureKind.TRANSIENT,
+            f"pod was disrupted ({why}): {detail}".rstrip(": "),
+            finished_at,
+        )
+    if reason == DEADLINE_REASON:
+        return failed(
+            FailureKind.TRANSIENT,
+            "pod exceeded activeDeadlineSeconds "
+            f"({pod.get('spec', {}).get('activeDeadlineSeconds')} s) and was stopped",
+            finished_at,
+        )
+    if terminated:
+        code = terminated.get("exitCode")
+        term_reason = terminated.get("reason") or "Error"
+        if isinstance(code, int) and code in KIND_BY_EXIT_CODE:
+            kind = KIND_BY_EXIT_CODE[code]
+            return failed(
+                kind,
+                f"runner exited with code {code} ({kind}) without a readable result: "
+                f"{decode_problem}",
+                finished_at,
+            )
+        return failed(
+            FailureKind.UNKNOWN,
+            f"runner container ended with reason {term_reason}, exit code {code}, and "
+            f"without a readable result ({decode_problem})",
+            finished_at,
+        )
+    if phase in ("Succeeded", "Failed"):
+        return failed(
+            FailureKind.UNKNOWN,
+            f"pod phase {phase} ({reason or 'no reason'}) without a container result",
+        )
+    waiting = state.get("waiting") or {}
+    waiting_reason = waiting.get("reason") or ""
+    if waiting_reason in STUCK_WAITING:
+        created = parse_time(meta.get("creationTimestamp")) or started
+        if waiting_reason == "InvalidImageName" or (
+            (now - created).total_seconds() >= settings.stuck_grace_seconds
+        ):
+            kind = STUCK_WAITING[waiting_reason]
+            detail = waiting.get("message") or ""
+            what = (
+                "a Secret or key for its credentials is missing"
+                if waiting_reason == "CreateContainerConfigError"
+                else "its image cannot be pulled"
+                if "Image" in waiting_reason
+                else "its container cannot be created"
+            )
+            return failed(kind, f"pod stuck in {waiting_reason}: {what}: {detail}".rstrip(": "))
+    if meta.get("deletionTimestamp"):
+        return failed(FailureKind.TRANSIENT, "pod was deleted by someone else before it finished")
+    return Attempt(table=key, number=number, state=AttemptState.RUNNING, started_at=started)
+
+
+def missing_pod_attempt(key: str, number: int, started_at: datetime, now: datetime) -> Attempt:
+    """An attempt recorded as started whose pod is gone without a result: transient.
+
+    Either someone deleted the pod before it finished, or the operator stopped between
+    recording the start and creating the pod; retrying is right in both cases, and the
+    attempt number is never reused.
+    """
+    return Attempt(
+        table=key,
+        number=number,
+        state=AttemptState.FAILED,
+        started_at=started_at,
+        finished_at=now,
+        failure_kind=FailureKind.TRANSIENT,
+        error="runner pod disappeared before it finished (deleted by someone else?)",
+    )
+
+
+def aborted_attempt(attempt: Attempt, reason: str, now: datetime) -> Attempt:
+    """A running attempt stopped by the operator (fail-fast): transient, so that a
+    resume with ``resumeKinds: [transient]`` picks it up again."""
+    return Attempt(
+        table=attempt.table,
+        number=attempt.number,
+        state=AttemptState.FAILED,
+        started_at=attempt.started_at,
+        finished_at=now,
+        failure_kind=FailureKind.TRANSIENT,
+        error=f"aborted before it finished: {reason}",
+    )
