@@ -1,0 +1,322 @@
+"""The DuckDB adapter: catalogs are DuckDB database files.
+
+The main file (``duckdb.path``) is the catalog named after its file stem (what
+``current_database()`` says). Any other catalog named by a task is the sibling file
+``<catalog>.duckdb`` in the same directory, ATTACHed on first use; a target catalog
+file is created when missing, a source catalog is not (the query then fails with
+DuckDB's own not-found error).
+
+DuckDB allows one writing process per file, so a runner waits for the file lock with
+bounded, jittered retries (``lockTimeoutSeconds``) and gives up with
+:class:`~rocky_runner.errors.LockTimeoutError` (transient). Each target is written in
+one transaction: drift steps and the rows commit together or not at all. Extension
+auto-install and auto-load are off, so a path or query never triggers a download.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+
+from rocky_runner.adapters.base import CopyStats, Credentials, SchemaName
+from rocky_runner.contract import FailureKind, TableRef, TableTask
+from rocky_runner.drift import Column
+from rocky_runner.errors import AdapterConfigError, ClassifiedError, LockTimeoutError
+from rocky_runner.replication import ReplicationPlan, WriteMode, plan_replication
+
+T = TypeVar("T")
+
+#: Catalogs and schemas DuckDB keeps for itself; never discovered.
+_SYSTEM_CATALOGS = frozenset({"system", "temp"})
+_SYSTEM_SCHEMAS = frozenset({"information_schema", "pg_catalog"})
+#: First and largest pause between lock attempts, in seconds (jittered).
+_LOCK_FIRST_PAUSE = 0.02
+_LOCK_MAX_PAUSE = 0.5
+
+
+def quote_identifier(name: str) -> str:
+    """A DuckDB identifier in double quotes, embedded quotes doubled."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def is_lock_conflict(exc: BaseException) -> bool:
+    """Whether a DuckDB error says another process holds the file's lock."""
+    message = str(exc)
+    return isinstance(exc, duckdb.IOException) and (
+        "Could not set lock" in message or "Conflicting lock" in message
+    )
+
+
+def _render_watermark(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+class DuckDBAdapter:
+    """One connection to a DuckDB file, holding its write lock while open."""
+
+    type_name = "duckdb"
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        lock_timeout_seconds: float = 60.0,
+        memory_limit: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._path = Path(path)
+        self._lock_timeout = lock_timeout_seconds
+        self._sleep = sleep
+        self._cancelled = threading.Event()
+        config: dict[str, str | bool | int | float | list[str]] = {
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        }
+        if memory_limit:
+            config["memory_limit"] = memory_limit
+        if not self._path.exists():
+            raise ClassifiedError(
+                f"DuckDB database file {self._path} does not exist",
+                kind=FailureKind.CONNECTION_FAILED,
+            )
+        self._deadline = time.monotonic() + self._lock_timeout
+        self._conn = self._wait_for_lock(
+            lambda: duckdb.connect(str(self._path), config=config), str(self._path)
+        )
+        row = self._conn.execute("SELECT current_database()").fetchone()
+        self.main_catalog: str = row[0] if row else self._path.stem
+
+    # --- locking ----------------------------------------------------------------------
+
+    def _wait_for_lock(self, attempt: Callable[[], T], what: str) -> T:
+        """Run ``attempt`` until it gets past a lock conflict or the lock deadline passes."""
+        pause = _LOCK_FIRST_PAUSE
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                return attempt()
+            except duckdb.IOException as exc:
+                if not is_lock_conflict(exc):
+                    raise
+                remaining = self._deadline - time.monotonic()
+                if remaining <= 0 or self._cancelled.is_set():
+                    raise LockTimeoutError(
+                        f"could not lock DuckDB file {what} within {self._lock_timeout:g} s "
+                        f"({tries} attempts): another process is writing to it"
+                    ) from exc
+                self._sleep(min(remaining, pause * random.uniform(0.5, 1.0)))
+                pause = min(pause * 2, _LOCK_MAX_PAUSE)
+
+    # --- catalogs ---------------------------------------------------------------------
+
+    def _attached(self) -> dict[str, str]:
+        rows = self._conn.execute("SELECT database_name FROM duckdb_databases()").fetchall()
+        return {r[0].casefold(): r[0] for r in rows}
+
+    def _resolve_catalog(self, catalog: str | None, *, create: bool) -> str:
+        """The attached catalog name for ``catalog``, attaching its sibling file if needed."""
+        if catalog is None:
+            return self.main_catalog
+        attached = self._attached()
+        if catalog.casefold() in attached:
+            return attached[catalog.casefold()]
+        if "/" in catalog or "\\" in catalog or catalog.startswith("."):
+            return catalog  # not a file name: let DuckDB report the catalog as missing
+        sibling = self._path.with_name(f"{catalog}.duckdb")
+        if sibling.exists() or create:
+            sql = f"ATTACH {quote_literal(str(sibling))} AS {quote_identifier(catalog)}"
+            self._wait_for_lock(lambda: self._conn.execute(sql), str(sibling))
+        return catalog
+
+    def _qualified(self, ref: TableRef, catalog: str) -> str:
+        return ".".join(quote_identifier(p) for p in (catalog, ref.schema_, ref.table))
+
+    # --- discovery --------------------------------------------------------------------
+
+    def discover_schemas(self, catalog: str | None = None) -> list[SchemaName]:
+        if catalog is not None:
+            catalog = self._resolve_catalog(catalog, create=False)
+        rows = self._conn.execute(
+            "SELECT database_name, schema_name FROM duckdb_schemas() "
+            "ORDER BY database_name, schema_name"
+        ).fetchall()
+        found = []
+        for db, schema in rows:
+            if db in _SYSTEM_CATALOGS or schema in _SYSTEM_SCHEMAS:
+                continue
+            if catalog is not None and db.casefold() != catalog.casefold():
+                continue
+            found.append(SchemaName(db, schema))
+        return found
+
+    def list_tables(self, catalog: str | None, schema: str) -> list[str]:
+        db = self._resolve_catalog(catalog, create=False)
+        rows = self._conn.execute(
+            "SELECT table_name FROM duckdb_tables() "
+            "WHERE lower(database_name) = lower(?) AND lower(schema_name) = lower(?) "
+            "ORDER BY table_name",
+            [db, schema],
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    # --- the copy ---------------------------------------------------------------------
+
+    def _describe(self, qualified: str) -> list[Column]:
+        rows = self._conn.execute(f"DESCRIBE {qualified}").fetchall()
+        return [Column(r[0], r[1]) for r in rows]
+
+    def _target_exists(self, catalog: str, ref: TableRef) -> bool:
+        row = self._conn.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE lower(database_name) = lower(?) "
+            "AND lower(schema_name) = lower(?) AND lower(table_name) = lower(?)",
+            [catalog, ref.schema_, ref.table],
+        ).fetchone()
+        return bool(row and row[0])
+
+    def copy_table(self, task: TableTask) -> CopyStats:
+        source_catalog = self._resolve_catalog(task.source.catalog, create=False)
+        target_catalog = self._resolve_catalog(task.target.catalog, create=True)
+        source = self._qualified(task.source, source_catalog)
+        target = self._qualified(task.target, target_catalog)
+        source_columns = self._describe(source)
+        target_columns = (
+            self._describe(target) if self._target_exists(target_catalog, task.target) else None
+        )
+        plan = plan_replication(
+            strategy=task.strategy,
+            source_columns=source_columns,
+            target_columns=target_columns,
+            timestamp_column=task.timestamp_column,
+            metadata_columns=task.metadata_columns,
+        )
+        meta_select = "".join(
+            f", CAST(({m.value}) AS {m.type}) AS {quote_identifier(m.name)}"
+            for m in task.metadata_columns
+        )
+        self._conn.execute("BEGIN TRANSACTION")
+        try:
+            self._conn.execute(
+                f"CREATE SCHEMA IF NOT EXISTS "
+                f"{quote_identifier(target_catalog)}.{quote_identifier(task.target.schema_)}"
+            )
+            if plan.mode is WriteMode.REPLACE:
+                rows = self._replace(source, target, meta_select)
+            else:
+                rows = self._append(plan, source, target, source_columns, task)
+            final_columns = self._describe(target)
+            watermark = self._watermark(target, final_columns, task.timestamp_column)
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        return CopyStats(
+            rows_copied=rows,
+            target_table_full_name=f"{target_catalog}.{task.target.schema_}.{task.target.table}",
+            column_count=len(final_columns),
+            watermark=watermark,
+            write_mode=plan.mode.value,
+            reason=plan.reason,
+            drift=plan.actions(),
+        )
+
+    def _replace(self, source: str, target: str, meta_select: str) -> int:
+        row = self._conn.execute(
+            f"CREATE OR REPLACE TABLE {target} AS SELECT *{meta_select} FROM {source}"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _append(
+        self,
+        plan: ReplicationPlan,
+        source: str,
+        target: str,
+        source_columns: list[Column],
+        task: TableTask,
+    ) -> int:
+        for col in plan.drift.add:
+            self._conn.execute(
+                f"ALTER TABLE {target} ADD COLUMN {quote_identifier(col.name)} {col.type}"
+            )
+        for name, _old, new in plan.drift.widen:
+            self._conn.execute(
+                f"ALTER TABLE {target} ALTER COLUMN {quote_identifier(name)} SET DATA TYPE {new}"
+            )
+        names = [c.name for c in source_columns] + [m.name for m in task.metadata_columns]
+        values = [f"s.{quote_identifier(c.name)}" for c in source_columns] + [
+            f"CAST(({m.value}) AS {m.type})" for m in task.metadata_columns
+        ]
+        ts = quote_identifier(task.timestamp_column)
+        row = self._conn.execute(
+            f"INSERT INTO {target} ({', '.join(map(quote_identifier, names))}) "
+            f"SELECT {', '.join(values)} FROM {source} AS s, "
+            f"(SELECT max({ts}) AS m FROM {target}) AS w "
+            f"WHERE w.m IS NULL OR s.{ts} > w.m"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _watermark(self, target: str, columns: list[Column], timestamp_column: str) -> str | None:
+        if not any(c.name.casefold() == timestamp_column.casefold() for c in columns):
+            return None
+        row = self._conn.execute(
+            f"SELECT max({quote_identifier(timestamp_column)}) FROM {target}"
+        ).fetchone()
+        return _render_watermark(row[0] if row else None)
+
+    def _rollback(self) -> None:
+        # The transaction may already be gone (aborted by the error itself).
+        with contextlib.suppress(duckdb.Error):
+            self._conn.execute("ROLLBACK")
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        # Best effort from a watchdog thread: never raise.
+        with contextlib.suppress(Exception):
+            self._conn.interrupt()
+
+    def close(self) -> None:
+        with contextlib.suppress(duckdb.Error):
+            self._conn.close()
+
+
+def open_adapter(
+    settings: Mapping[str, Any], credentials: Credentials, *, timeout_seconds: float
+) -> DuckDBAdapter:
+    """Open the DuckDB file of ``settings`` (the ``duckdb`` block, camelCase keys).
+
+    DuckDB needs no credentials. The lock wait is bounded by ``lockTimeoutSeconds`` and
+    by ``timeout_seconds``, whichever is shorter.
+    """
+    del credentials
+    path = settings.get("path")
+    if not isinstance(path, str) or not path:
+        raise AdapterConfigError("adapter.duckdb.path must be a non-empty string")
+    lock_timeout = settings.get("lockTimeoutSeconds", 60.0)
+    if not isinstance(lock_timeout, int | float) or lock_timeout < 0:
+        raise AdapterConfigError("adapter.duckdb.lockTimeoutSeconds must be a number >= 0")
+    memory_limit = settings.get("memoryLimit")
+    if memory_limit is not None and not isinstance(memory_limit, str):
+        raise AdapterConfigError("adapter.duckdb.memoryLimit must be a string such as '2GB'")
+    return DuckDBAdapter(
+        path,
+        lock_timeout_seconds=min(float(lock_timeout), timeout_seconds),
+        memory_limit=memory_limit,
+    )
