@@ -377,9 +377,7 @@ def test_run_name_is_deterministic_and_label_safe() -> None:
     assert len(run_name(longest, t("2026-01-01T10:00"))) <= 63
     too_long = "b" * 80
     assert len(run_name(too_long, t("2026-01-01T10:00"))) <= 63
-    assert run_name(too_long, t("2026-01-01T10:00")) != run_name(
-        "b" * 81, t("2026-01-01T10:00")
-    )
+    assert run_name(too_long, t("2026-01-01T10:00")) != run_name("b" * 81, t("2026-01-01T10:00"))
 
 
 def test_too_long_schedule_name_is_a_problem_not_a_run(
@@ -395,9 +393,10 @@ def test_too_long_schedule_name_is_a_problem_not_a_run(
         children=(),
     )
     assert d.create is None
-    assert d.problem is not None and "63" in d.problem
+    assert d.problem is not None
+    assert "63" in d.problem
     status = build_schedule_status(d, suspended=False, now=t("2026-01-01T10:00:05"), generation=1)
-    ready = next(c for c in status["conditions"] if c["type"] == "Ready")  # type: ignore[attr-defined]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "InvalidSchedule")
 
 
@@ -467,7 +466,7 @@ def test_status_conditions_keep_their_transition_time(
     }  # fmt: skip
     d1 = decide_schedule(spec, now=t("2026-01-01T09:30"), **kwargs)
     s1 = build_schedule_status(d1, suspended=False, now=t("2026-01-01T09:30"), generation=2)
-    conds = {c["type"]: c for c in s1["conditions"]}  # type: ignore[attr-defined]
+    conds = {c["type"]: c for c in s1["conditions"]}
     assert conds["Ready"]["status"] == "True"
     assert conds["Ready"]["message"] == "next run at 2026-01-01T10:00:00Z"
     assert (conds["LastRunSucceeded"]["status"], conds["LastRunSucceeded"]["reason"]) == (
@@ -480,7 +479,7 @@ def test_status_conditions_keep_their_transition_time(
         suspended=False,
         now=t("2026-01-01T09:45"),
         generation=2,
-        previous_conditions=s1["conditions"],  # type: ignore[arg-type]
+        previous_conditions=s1["conditions"],
     )
     assert s2["conditions"] == s1["conditions"]  # nothing changed, not even the times
     s3 = build_schedule_status(
@@ -488,9 +487,9 @@ def test_status_conditions_keep_their_transition_time(
         suspended=True,
         now=t("2026-01-01T09:50"),
         generation=3,
-        previous_conditions=s1["conditions"],  # type: ignore[arg-type]
+        previous_conditions=s1["conditions"],
     )
-    ready = next(c for c in s3["conditions"] if c["type"] == "Ready")  # type: ignore[attr-defined]
+    ready = next(c for c in s3["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"], ready["lastTransitionTime"]) == (
         "False",
         "Suspended",

@@ -19,10 +19,11 @@ Differences from the CronJob controller, on purpose:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -355,7 +356,7 @@ def parse_time(value: str | None) -> datetime | None:
 
 
 def _condition(
-    previous: Sequence[dict[str, object]],
+    previous: Sequence[Mapping[str, Any]],
     type_: str,
     status: str,
     reason: str,
@@ -388,8 +389,8 @@ def build_schedule_status(
     suspended: bool,
     now: datetime,
     generation: int | None,
-    previous_conditions: Sequence[dict[str, object]] = (),
-) -> dict[str, object]:
+    previous_conditions: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
     """The RockySchedule ``status`` (by alias) after ``decision`` is carried out."""
     if decision.problem:
         ready = ("False", "InvalidSchedule", decision.problem)
