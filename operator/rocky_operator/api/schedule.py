@@ -23,6 +23,7 @@ __all__ = [
     "CRON_MACROS",
     "KIND",
     "LABEL_SCHEDULE",
+    "MAX_SCHEDULE_NAME_LENGTH",
     "PLURAL",
     "SHORT_NAME",
     "ConcurrencyPolicy",
@@ -45,6 +46,9 @@ LABEL_SCHEDULE = "rocky.dev/schedule"
 #: Annotation on every RockyRun a schedule created: the scheduled time (RFC 3339, UTC), which
 #: may be earlier than the creation time when a missed run is started late.
 ANNOTATION_SCHEDULED_AT = "rocky.dev/scheduled-at"
+#: Run names are ``<schedule>-<unix minutes>`` and become label values (at most 63 characters):
+#: 52 + "-" + 8 digits of unix minutes (enough until the year 2160) = 61.
+MAX_SCHEDULE_NAME_LENGTH = 52
 
 ConcurrencyPolicy = Literal["Allow", "Forbid", "Replace"]
 
@@ -183,3 +187,87 @@ class RockyScheduleStatus(_Model):
     """When the next run is due (unset while suspended)."""
     conditions: list[ScheduleCondition] = Field(default_factory=list)
     observed_generation: int | None = None
+
+
+#: Printer columns of ``kubectl get rsched``, after CronJob's.
+PRINTER_COLUMNS: list[dict[str, object]] = [
+    {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
+    {"name": "TimeZone", "type": "string", "jsonPath": ".spec.timeZone"},
+    {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend"},
+    {
+        "name": "Last Run",
+        "type": "string",
+        "jsonPath": ".status.lastRun",
+        "description": "The newest RockyRun this schedule created",
+    },
+    {"name": "Last Schedule", "type": "date", "jsonPath": ".status.lastScheduleTime"},
+    {"name": "Next", "type": "date", "jsonPath": ".status.nextScheduleTime", "priority": 1},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def build_schedule_crd() -> dict[str, object]:
+    """The RockySchedule CustomResourceDefinition, through the RockyRun CRD's renderer."""
+    from rocky_operator.api.crd import CATEGORIES, structural
+
+    spec = structural(RockyScheduleSpec.model_json_schema(by_alias=True, mode="validation"))
+    status = structural(RockyScheduleStatus.model_json_schema(by_alias=True, mode="validation"))
+    schema: dict[str, object] = {
+        "type": "object",
+        "description": f"{KIND}: {spec.pop('description', '')}".strip(),
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": status,
+        },
+        "x-kubernetes-validations": [
+            {
+                "rule": f"size(self.metadata.name) <= {MAX_SCHEDULE_NAME_LENGTH}",
+                "message": f"the name must be at most {MAX_SCHEDULE_NAME_LENGTH} characters "
+                "(run names add a suffix and become 63-character label values)",
+            }
+        ],
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{API_GROUP}"},
+        "spec": {
+            "group": API_GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": [SHORT_NAME],
+                "categories": list(CATEGORIES),
+            },
+            "versions": [
+                {
+                    "name": API_VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "schema": {"openAPIV3Schema": schema},
+                }
+            ],
+        },
+    }
+
+
+def render_schedule_crd_yaml() -> str:
+    """The RockySchedule CRD as YAML, exactly as committed under ``crds/``."""
+    import yaml
+
+    header = (
+        "# Generated from operator/rocky_operator/api/schedule.py (and spec.py) by\n"
+        "# render_schedule_crd_yaml(); do not edit. tests/consumers/test_schedule_crd.py fails "
+        "on drift.\n"
+    )
+    body = yaml.safe_dump(build_schedule_crd(), sort_keys=False, width=100, allow_unicode=True)
+    return header + body

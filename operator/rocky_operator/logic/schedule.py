@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from rocky_operator.api.schedule import RockyScheduleSpec
+from rocky_operator.api.schedule import MAX_SCHEDULE_NAME_LENGTH, RockyScheduleSpec
 
 #: Phases after which a RockyRun never changes again.
 FINISHED_PHASES = frozenset({"Succeeded", "PartialFailure", "Failed"})
@@ -37,9 +37,6 @@ FAILED_PHASES = frozenset({"PartialFailure", "Failed"})
 #: More missed scheduled times than this are skipped (CronJob's bound).
 MAX_MISSED = 100
 
-#: A run's name carries its schedule's name (and label values are at most 63 characters):
-#: 52 + "-" + 8 digits of unix minutes (enough until the year 2160) = 61.
-MAX_SCHEDULE_NAME_LENGTH = 52
 
 _MACROS = {
     "@yearly": "0 0 1 1 *",
