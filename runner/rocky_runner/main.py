@@ -1,0 +1,229 @@
+"""``rocky-runner``: copy one table, classify any failure, write the result message.
+
+Everything a pod gives the runner is in its environment (``contract.ENV_*``); what it
+gives back is the encoded :class:`~rocky_runner.contract.TableResult` at
+``$ROCKY_RESULT_PATH`` and an exit code (0 copied, 10..16 per failure kind). This is
+the only place that catches bare ``Exception``: whatever goes wrong becomes a
+classified, redacted result, and the full traceback goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from rocky_runner.contract import (
+    DEFAULT_RESULT_PATH,
+    ENV_RESULT_PATH,
+    ENV_TASK,
+    EXIT_BAD_TASK,
+    FailureKind,
+    TableResult,
+    TableTask,
+    encode_result,
+    exit_code_for,
+)
+from rocky_runner.errors import ClassifiedError, CopyTimeoutError
+from rocky_runner.redact import Redactor
+from rocky_runner.result_file import write_result_file
+from rocky_runner.watchdog import Watchdog
+
+#: How long a cancelled copy may take to stop before the runner exits without it.
+STOP_GRACE_SECONDS = 10.0
+
+
+class BadTaskError(ValueError):
+    """``ROCKY_TASK`` is missing or not a valid TableTask."""
+
+
+class StoppedError(ClassifiedError):
+    """The runner was told to stop (SIGTERM: pod deleted or evicted). Transient."""
+
+    failure_kind = FailureKind.TRANSIENT
+
+
+class _Output:
+    """Everything the runner emits, redacted, and the result written exactly once."""
+
+    def __init__(self, result_path: str, redactor: Redactor, started: float) -> None:
+        self.result_path = result_path
+        self.redact = redactor
+        self.started = started
+        self._written = threading.Lock()
+        self._done = False
+
+    def log(self, text: str) -> None:
+        line = self.redact(text)
+        try:
+            sys.stderr.write(f"rocky-runner: {line}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError, UnicodeError):
+            pass  # a closed or broken stderr must not stop the result being written
+
+    def finish(self, result: TableResult, kind: FailureKind | None) -> int:
+        """Write the result (first caller wins) and return the exit code."""
+        with self._written:
+            if self._done:
+                return exit_code_for(kind)
+            self._done = True
+        result.duration_ms = int((time.monotonic() - self.started) * 1000)
+        data = encode_result(self._redacted(result))
+        try:
+            write_result_file(self.result_path, data)
+        except OSError as exc:
+            self.log(f"could not write the result message to {self.result_path}: {exc}")
+        self.log(f"result: {data.decode('ascii')}")
+        return exit_code_for(kind)
+
+    def _redacted(self, result: TableResult) -> TableResult:
+        """The result with a secret masked in every string it holds (keys included)."""
+        return result.model_copy(
+            update={
+                "asset_key": [self.redact(p) for p in result.asset_key],
+                "error": None if result.error is None else self.redact(result.error),
+                "metadata": self._redact_value(result.metadata),
+            }
+        )
+
+    def _redact_value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, dict):
+            return {self.redact(str(k)): self._redact_value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._redact_value(v) for v in value]
+        return value
+
+
+def _salvage_asset_key(raw: str | None) -> list[str]:
+    """The asset key of a task document we cannot use, if one can be read from it."""
+    try:
+        doc = json.loads(raw or "")
+    except ValueError:
+        return []
+    key = doc.get("asset_key") if isinstance(doc, dict) else None
+    if isinstance(key, list) and all(isinstance(p, str) for p in key):
+        return key
+    return []
+
+
+def read_task(raw: str | None) -> TableTask:
+    """Parse ``ROCKY_TASK``; :class:`BadTaskError` naming every problem."""
+    if not raw:
+        raise BadTaskError(f"{ENV_TASK} is not set: the runner needs one table task as JSON")
+    try:
+        return TableTask.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(document)'}: {err['msg']}"
+            for err in exc.errors(include_url=False, include_input=False)
+        )
+        raise BadTaskError(f"{ENV_TASK} is not a valid table task: {problems}") from None
+
+
+def _failed(asset_key: list[str], kind: FailureKind, error: str) -> TableResult:
+    return TableResult(asset_key=asset_key, outcome="failed", failure_kind=kind, error=error)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for the result message: the type and message of the outer error, and of
+    the root cause when it differs (that is where a wrapped connector names the problem)."""
+    text = f"{type(exc).__name__}: {exc}"
+    root = exc
+    while root.__cause__ is not None and root.__cause__ is not root:
+        root = root.__cause__
+    if root is not exc:
+        text += f" (caused by {type(root).__name__}: {root})"
+    return text
+
+
+def _copy(task: TableTask, out: _Output, watchdog: Watchdog) -> TableResult:
+    # Imported here: the adapter layer and its client libraries load only for a real copy.
+    from rocky_runner.adapters.base import Credentials, open_adapter
+
+    credentials = Credentials.from_env()
+    out.redact = out.redact.extended(credentials.secret_values())
+    adapter = open_adapter(task.adapter, credentials, timeout_seconds=task.timeout_seconds)
+    watchdog.set_cancel(adapter.cancel)
+    try:
+        stats = adapter.copy_table(task)
+    finally:
+        watchdog.set_cancel(None)
+        adapter.close()
+    return TableResult(
+        asset_key=task.asset_key,
+        outcome="copied",
+        rows_copied=stats.rows_copied,
+        metadata=stats.metadata(task.strategy),
+    )
+
+
+def _stopped_error(reason: str, task: TableTask, cause: BaseException | None) -> ClassifiedError:
+    if reason == "timeout":
+        error: ClassifiedError = CopyTimeoutError(
+            f"copy did not finish within timeout_seconds={task.timeout_seconds:g}"
+        )
+    else:
+        error = StoppedError(f"runner stopped by {reason} before the copy finished")
+    error.__cause__ = cause
+    return error
+
+
+def run(environ: Mapping[str, str]) -> int:
+    """Run one task from ``environ``; returns the exit code. Never raises ``Exception``."""
+    started = time.monotonic()
+    out = _Output(
+        environ.get(ENV_RESULT_PATH) or DEFAULT_RESULT_PATH, Redactor.from_env(environ), started
+    )
+    raw_task = environ.get(ENV_TASK)
+    try:
+        task = read_task(raw_task)
+    except BadTaskError as exc:
+        out.log(str(exc))
+        result = _failed(_salvage_asset_key(raw_task), FailureKind.UNKNOWN, str(exc))
+        out.finish(result, FailureKind.UNKNOWN)
+        return EXIT_BAD_TASK
+
+    out.log(
+        f"copying {task.source.full_name()} -> {task.target.full_name()} "
+        f"({task.strategy}, adapter {task.adapter.get('type')!r})"
+    )
+
+    def on_stuck(reason: str) -> None:
+        error = _stopped_error(reason, task, None)
+        out.log(f"{error}; the copy did not stop within {STOP_GRACE_SECONDS:g} s, exiting")
+        code = out.finish(
+            _failed(task.asset_key, error.failure_kind, str(error)), error.failure_kind
+        )
+        os._exit(code)
+
+    watchdog = Watchdog(task.timeout_seconds, grace_seconds=STOP_GRACE_SECONDS, on_stuck=on_stuck)
+    try:
+        with watchdog:
+            result = _copy(task, out, watchdog)
+            if watchdog.reason is not None:
+                raise _stopped_error(watchdog.reason, task, None)
+    except Exception as exc:  # the runner's one top-level catch: classify, never crash
+        from rocky_runner.classify import classify_exception
+
+        if watchdog.reason is not None and not isinstance(exc, ClassifiedError):
+            exc = _stopped_error(watchdog.reason, task, exc)
+        kind = classify_exception(exc)
+        out.log(f"copy failed ({kind}):\n" + "".join(traceback.format_exception(exc)).rstrip())
+        return out.finish(_failed(task.asset_key, kind, _describe(exc)), kind)
+    out.log(f"copied {result.rows_copied} rows into {result.metadata['target_table_full_name']}")
+    return out.finish(result, None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console script entry point (``rocky-runner``); arguments are not used."""
+    del argv
+    return run(os.environ)
