@@ -1,0 +1,133 @@
+"""Helpers for end-to-end tests against the test control plane: kubectl, polling, processes.
+
+Kept free of pytest so benchmarks and scripts can use them too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tests.support.control_plane import REPO, ControlPlane
+
+T = TypeVar("T")
+
+
+def kubectl(
+    cp: ControlPlane,
+    *args: str,
+    user: str = "admin",
+    input: str | None = None,
+    check: bool = True,
+    timeout: float = 60.0,
+) -> subprocess.CompletedProcess[str]:
+    """Run the built kubectl against the control plane; raises with its stderr when it fails."""
+    proc = subprocess.run(
+        [str(cp.kubectl), *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        env=cp.env(user),
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"kubectl {' '.join(args)} exited {proc.returncode}\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    return proc
+
+
+def kubectl_json(cp: ControlPlane, *args: str, user: str = "admin") -> Any:
+    return json.loads(kubectl(cp, *args, "-o", "json", user=user).stdout)
+
+
+def apply_file(cp: ControlPlane, path: Path | str, *, namespace: str | None = None) -> str:
+    """`kubectl apply -f <path>` (optionally in a namespace); returns kubectl's output."""
+    ns = ["-n", namespace] if namespace else []
+    return kubectl(cp, "apply", "-f", str(path), *ns).stdout
+
+
+def apply_yaml(cp: ControlPlane, manifest: str, *, namespace: str | None = None) -> str:
+    """`kubectl apply -f -` with the manifest on stdin."""
+    ns = ["-n", namespace] if namespace else []
+    return kubectl(cp, "apply", "-f", "-", *ns, input=manifest).stdout
+
+
+def wait_for(
+    probe: Callable[[], T | None],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.2,
+    what: str = "condition",
+) -> T:
+    """Poll `probe` until it returns something truthy; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class BackgroundProcess:
+    """A process started with the control plane's kubeconfig, e.g. the operator."""
+
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def kill9(self) -> int:
+        """SIGKILL the whole process group at once (a crash, no cleanup); returns the exit code."""
+        os.killpg(self.popen.pid, signal.SIGKILL)
+        return self.popen.wait(timeout=10)
+
+    def terminate(self, grace: float = 10.0) -> int | None:
+        if self.popen.poll() is not None:
+            return self.popen.returncode
+        os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            return self.popen.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            return self.kill9()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_process(
+    cp: ControlPlane,
+    argv: Sequence[str],
+    *,
+    log: Path,
+    user: str = "operator",
+    env: Mapping[str, str] | None = None,
+) -> BackgroundProcess:
+    """Start `argv` in its own process group with KUBECONFIG for `user` (default rocky-operator)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        popen = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**cp.env(user), **(env or {})},
+            cwd=REPO,
+            start_new_session=True,
+        )
+    return BackgroundProcess(popen, log)
+
+
+def pod_log(cp: ControlPlane, namespace: str, name: str, uid: str, container: str) -> str:
+    """A pod's container log as the node agent wrote it (the agent serves no `kubectl logs`)."""
+    path = cp.node_work_dir / "pods" / f"{namespace}_{name}_{uid}" / f"{container}.log"
+    return path.read_text(errors="replace") if path.exists() else ""
