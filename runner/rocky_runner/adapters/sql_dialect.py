@@ -1,0 +1,194 @@
+"""Replication SQL for the remote warehouses, generated with sqlglot per dialect.
+
+The statements are built as sqlglot expression trees and rendered in the
+warehouse's own dialect (``snowflake``, ``databricks``, ``bigquery``), so every
+identifier is quoted by the dialect's rules (double quotes, backticks, escaped
+embedded quotes) and nothing is spliced together as text. Column types read from
+the warehouse's catalog and the task's metadata-column expressions are parsed in
+the same dialect: an expression that does not parse is rejected before anything
+runs (query-rejected).
+
+Imported only by the Databricks, Snowflake and BigQuery adapters, so a DuckDB runner
+never pays for sqlglot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+from rocky_runner.contract import MetadataColumn
+from rocky_runner.errors import ReplicationError
+
+DialectName = Literal["snowflake", "databricks", "bigquery"]
+
+#: Alias of the source table in the incremental INSERT.
+SOURCE_ALIAS = "s"
+
+
+@dataclass(frozen=True)
+class QualifiedName:
+    """A table (or schema, with ``table`` None) as exact name parts, outermost first."""
+
+    catalog: str | None
+    schema: str
+    table: str | None = None
+
+    def parts(self) -> list[str]:
+        return [p for p in (self.catalog, self.schema, self.table) if p is not None]
+
+    def dotted(self) -> str:
+        """Unquoted ``catalog.schema.table`` for messages and the result metadata."""
+        return ".".join(self.parts())
+
+
+def _ident(name: str) -> exp.Identifier:
+    return exp.to_identifier(name, quoted=True)
+
+
+def table_expr(name: QualifiedName) -> exp.Table:
+    if name.table is None:
+        raise ValueError("a table name needs its table part")
+    return exp.Table(
+        this=_ident(name.table),
+        db=_ident(name.schema),
+        catalog=_ident(name.catalog) if name.catalog is not None else None,
+    )
+
+
+def quote(name: str, dialect: DialectName) -> str:
+    """One identifier, quoted for ``dialect``."""
+    return _ident(name).sql(dialect=dialect)
+
+
+def table_sql(name: QualifiedName, dialect: DialectName) -> str:
+    """A fully qualified, quoted table name."""
+    return table_expr(name).sql(dialect=dialect)
+
+
+def data_type(text: str, dialect: DialectName) -> exp.DataType:
+    """A column type as the catalog or the task spells it, parsed in ``dialect``."""
+    try:
+        return exp.DataType.build(text, dialect=dialect, udt=True)
+    except (ParseError, ValueError) as exc:
+        raise ReplicationError(f"type {text!r} is not a {dialect} type: {exc}") from None
+
+
+def _value(text: str, dialect: DialectName) -> exp.Expr:
+    try:
+        parsed = sqlglot.parse_one(text, read=dialect)
+    except ParseError as exc:
+        raise ReplicationError(
+            f"metadata column value {text!r} is not a {dialect} expression: {exc}"
+        ) from None
+    return parsed
+
+
+def metadata_select(
+    columns: Sequence[MetadataColumn], dialect: DialectName
+) -> list[exp.Expr]:
+    """``CAST((value) AS type) AS "name"`` for each metadata column."""
+    return [
+        exp.alias_(
+            exp.Cast(this=_value(m.value, dialect), to=data_type(m.type, dialect)),
+            _ident(m.name),
+        )
+        for m in columns
+    ]
+
+
+def create_schema_sql(schema: QualifiedName, dialect: DialectName) -> str:
+    """``CREATE SCHEMA IF NOT EXISTS`` (a BigQuery dataset, a Databricks / Snowflake schema)."""
+    target = exp.Table(
+        this=_ident(schema.schema),
+        db=_ident(schema.catalog) if schema.catalog is not None else None,
+    )
+    return exp.Create(this=target, kind="SCHEMA", exists=True).sql(dialect=dialect)
+
+
+def replace_sql(
+    target: QualifiedName,
+    source: QualifiedName,
+    metadata: Sequence[MetadataColumn],
+    dialect: DialectName,
+) -> str:
+    """Replace the target with every source row plus the metadata columns, atomically.
+
+    ``CREATE OR REPLACE TABLE .. AS SELECT`` swaps the table in one statement on all
+    three warehouses: readers see the old rows or the new ones, never none.
+    """
+    select = exp.select(exp.Star(), *metadata_select(metadata, dialect)).from_(table_expr(source))
+    statement = exp.Create(this=table_expr(target), kind="TABLE", expression=select, replace=True)
+    return statement.sql(dialect=dialect)
+
+
+def watermark_subquery(target: QualifiedName, timestamp_column: str) -> exp.Subquery:
+    return (
+        exp.select(exp.Max(this=exp.column(_ident(timestamp_column))))
+        .from_(table_expr(target))
+        .subquery()
+    )
+
+
+def append_sql(
+    target: QualifiedName,
+    source: QualifiedName,
+    source_columns: Sequence[str],
+    timestamp_column: str,
+    metadata: Sequence[MetadataColumn],
+    dialect: DialectName,
+) -> str:
+    """Append the source rows newer than the target's ``MAX(timestamp_column)``.
+
+    The watermark is read inside the same statement, so a concurrent reader of the
+    target never sees half an append, and an empty target takes every row.
+    """
+    ts = exp.column(_ident(timestamp_column), table=_ident(SOURCE_ALIAS))
+    newer = exp.or_(
+        exp.Is(this=watermark_subquery(target, timestamp_column), expression=exp.Null()),
+        exp.GT(this=ts, expression=watermark_subquery(target, timestamp_column)),
+    )
+    values: list[exp.Expr] = [
+        exp.column(_ident(c), table=_ident(SOURCE_ALIAS)) for c in source_columns
+    ]
+    values.extend(metadata_select(metadata, dialect))
+    select = (
+        exp.select(*values)
+        .from_(exp.alias_(table_expr(source), _ident(SOURCE_ALIAS), table=True))
+        .where(newer)
+    )
+    names = [*source_columns, *(m.name for m in metadata)]
+    statement = exp.insert(select, table_expr(target), columns=[_ident(n) for n in names])
+    return statement.sql(dialect=dialect)
+
+
+def add_column_sql(target: QualifiedName, column: str, type_text: str, dialect: DialectName) -> str:
+    """``ALTER TABLE .. ADD COLUMN``: a new source column (existing rows get NULL)."""
+    action = exp.ColumnDef(this=_ident(column), kind=data_type(type_text, dialect))
+    return exp.Alter(this=table_expr(target), kind="TABLE", actions=[action]).sql(dialect=dialect)
+
+
+def widen_column_sql(
+    target: QualifiedName, column: str, type_text: str, dialect: DialectName
+) -> str:
+    """``ALTER TABLE .. ALTER COLUMN .. (SET DATA) TYPE``: a safe widening in place."""
+    action = exp.AlterColumn(this=_ident(column), dtype=data_type(type_text, dialect))
+    return exp.Alter(this=table_expr(target), kind="TABLE", actions=[action]).sql(dialect=dialect)
+
+
+def max_sql(target: QualifiedName, column: str, dialect: DialectName) -> str:
+    """``SELECT MAX(column) FROM target``: the watermark after the copy."""
+    return (
+        exp.select(exp.Max(this=exp.column(_ident(column))))
+        .from_(table_expr(target))
+        .sql(dialect=dialect)
+    )
+
+
+def count_sql(target: QualifiedName, dialect: DialectName) -> str:
+    return exp.select(exp.Count(this=exp.Star())).from_(table_expr(target)).sql(dialect=dialect)
