@@ -28,7 +28,16 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from rocky_operator.api.schedule import MAX_SCHEDULE_NAME_LENGTH, RockyScheduleSpec
+from rocky_operator.api.schedule import (
+    ANNOTATION_SCHEDULED_AT,
+    API_GROUP,
+    API_VERSION,
+    KIND,
+    LABEL_SCHEDULE,
+    MAX_SCHEDULE_NAME_LENGTH,
+    RockyScheduleSpec,
+)
+from rocky_operator.api.spec import KIND as RUN_KIND
 
 #: Phases after which a RockyRun never changes again.
 FINISHED_PHASES = frozenset({"Succeeded", "PartialFailure", "Failed"})
@@ -419,3 +428,76 @@ def build_schedule_status(
         "conditions": conditions,
         "observedGeneration": generation,
     }
+
+
+def build_run_manifest(
+    spec: RockyScheduleSpec,
+    *,
+    schedule_name: str,
+    schedule_uid: str,
+    run: RunToCreate,
+) -> dict[str, Any]:
+    """The RockyRun the schedule creates: the template, its name, labels, owner, resumeFrom.
+
+    The schedule is the run's controller owner, so deleting the schedule garbage-collects its
+    runs (and their pods), as with CronJob and Job.
+    """
+    template = spec.run_template
+    run_spec: dict[str, Any] = template.spec.model_dump(
+        by_alias=True, exclude_none=True, mode="json"
+    )
+    run_spec.pop("resumeFrom", None)
+    run_spec.pop("resumeKinds", None)
+    if run.resume_from:
+        run_spec["resumeFrom"] = run.resume_from
+        if template.spec.resume_kinds:
+            run_spec["resumeKinds"] = list(template.spec.resume_kinds)
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": RUN_KIND,
+        "metadata": {
+            "name": run.name,
+            "labels": {**template.metadata.labels, LABEL_SCHEDULE: schedule_name},
+            "annotations": {
+                **template.metadata.annotations,
+                ANNOTATION_SCHEDULED_AT: _rfc3339(run.scheduled_at),
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                    "kind": KIND,
+                    "name": schedule_name,
+                    "uid": schedule_uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": run_spec,
+    }
+
+
+def observe_child(obj: Mapping[str, Any]) -> ChildRun:
+    """A RockyRun object (as the API returns it) as the decision sees it."""
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    created = parse_time(meta.get("creationTimestamp")) or datetime.fromtimestamp(0, UTC)
+    try:
+        scheduled = parse_time((meta.get("annotations") or {}).get(ANNOTATION_SCHEDULED_AT))
+    except ValueError:
+        scheduled = None
+    return ChildRun(
+        name=str(meta.get("name")),
+        created_at=created,
+        phase=status.get("phase"),
+        scheduled_at=scheduled,
+        finished_at=parse_time(status.get("completionTime")),
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+def is_owned_by(obj: Mapping[str, Any], uid: str) -> bool:
+    """The run's controller owner is the schedule with this uid (labels alone can be forged
+    or copied; the owner reference cannot point at a schedule by accident)."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(r.get("uid") == uid and r.get("controller") for r in refs)
