@@ -176,56 +176,70 @@ def _clean_text(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
+def _clean_json(value: Any) -> Any:
+    """A JSON value with every string (keys included) made valid UTF-8."""
+    if isinstance(value, str):
+        return _clean_text(value)
+    if isinstance(value, dict):
+        return {_clean_text(str(k)): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_json(v) for v in value]
+    return value
+
+
+def _fit_error(doc: dict[str, Any], limit: int) -> bytes | None:
+    """``doc`` with ``error`` cut to the longest prefix that fits ``limit``, or None."""
+    data = _dump(doc)
+    if len(data) <= limit:
+        return data
+    error = doc.get("error")
+    if not error:
+        return None
+    original_bytes = len(error.encode("utf-8")) + (doc.get("error_truncated_bytes") or 0)
+    # Binary search for the longest prefix (in characters) that fits.
+    lo, hi = 0, len(error)
+    best: bytes | None = None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        prefix = error[:mid]
+        cut = original_bytes - len(prefix.encode("utf-8"))
+        trial = _dump(dict(doc, error=prefix + _ELLIPSIS, error_truncated_bytes=cut))
+        if len(trial) <= limit:
+            best = trial
+            lo = mid + 1
+        else:
+            hi = mid - 1
+    return best
+
+
 def encode_result(result: TableResult, limit: int = MAX_MESSAGE_BYTES) -> bytes:
     """Serialise a result to at most ``limit`` bytes of valid JSON.
 
     ``error`` is shortened first (keeping its start, where the cause is named) and
-    ``error_truncated_bytes`` says how many UTF-8 bytes were cut. If that is still not
-    enough, metadata values are dropped, then the asset key is shortened; the outcome,
-    failure_kind and counts always survive.
+    ``error_truncated_bytes`` says how many UTF-8 bytes were cut. If even an empty
+    error does not fit, metadata is replaced by ``{"truncated": true}`` and the error
+    fitted again, then the asset key is shortened; the outcome, failure_kind and
+    counts always survive. Every string is made valid UTF-8 first (lone surrogates
+    from undecodable bytes become "?"), so strict parsers accept the message.
     """
-    doc = result.model_dump(mode="json", exclude_none=False)
-    if doc.get("error") is not None:
-        doc["error"] = _clean_text(doc["error"])
-    doc["metadata"] = json.loads(json.dumps(doc.get("metadata") or {}, default=str))
+    doc = _clean_json(result.model_dump(mode="json", exclude_none=False))
+    doc["metadata"] = _clean_json(json.loads(json.dumps(doc.get("metadata") or {}, default=str)))
     doc["asset_key"] = [_clean_text(str(p)) for p in doc["asset_key"]]
     if doc.get("error_truncated_bytes") is None:
         doc.pop("error_truncated_bytes", None)
-    data = _dump(doc)
-    if len(data) <= limit:
-        return data
-
-    error = doc.get("error")
-    if error:
-        original_bytes = len(error.encode("utf-8"))
-        # Binary search for the longest prefix (in characters) that fits.
-        lo, hi = 0, len(error)
-        best: dict[str, Any] | None = None
-        while lo <= hi:
-            mid = (lo + hi) // 2
-            prefix = error[:mid]
-            cut = original_bytes - len(prefix.encode("utf-8"))
-            trial = dict(doc, error=prefix + _ELLIPSIS, error_truncated_bytes=cut)
-            if len(_dump(trial)) <= limit:
-                best = trial
-                lo = mid + 1
-            else:
-                hi = mid - 1
-        if best is not None:
-            return _dump(best)
-        doc = dict(doc, error=_ELLIPSIS, error_truncated_bytes=original_bytes)
-
-    # Still too big: the rest is metadata or an absurd asset key.
-    doc["metadata"] = {"truncated": True}
-    data = _dump(doc)
-    if len(data) <= limit:
-        return data
-    doc["asset_key"] = [p[:64] for p in doc["asset_key"][:16]]
-    data = _dump(doc)
-    if len(data) <= limit:
-        return data
-    doc["asset_key"] = []
-    return _dump(doc)
+    reductions = (
+        lambda d: d,
+        lambda d: dict(d, metadata={"truncated": True}),
+        lambda d: dict(d, asset_key=[p[:64] for p in d["asset_key"][:16]]),
+        lambda d: dict(d, asset_key=[]),
+    )
+    for reduce in reductions:
+        doc = reduce(doc)
+        data = _fit_error(doc, limit)
+        if data is not None:
+            return data
+    # Unreachable for the 4096-byte limit: the skeleton alone is ~200 bytes.
+    return _dump(dict(doc, error=_ELLIPSIS, error_truncated_bytes=None))
 
 
 def decode_result(data: bytes | str) -> TableResult:
