@@ -115,7 +115,7 @@ def build_run(
                 failure_kind=kind,
                 error=result.error,
                 result=result,
-            )  # fmt: skip
+            )
         )
     now = START + timedelta(minutes=1)
     decision = decide([t.key for t in tables], attempts, RunPolicy.from_spec(spec), now)

@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from rocky_operator.api.schedule import RockyScheduleSpec
+from rocky_operator.api.schedule import MAX_SCHEDULE_NAME_LENGTH, RockyScheduleSpec
 from rocky_operator.logic.schedule import (
-    MAX_SCHEDULE_NAME_LENGTH,
     ChildRun,
     build_schedule_status,
     decide_schedule,
