@@ -13,6 +13,8 @@ carries ``failure_kind``; :mod:`rocky_operator.client.policy` maps kinds to the 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rocky_operator.client.manifest import build_manifest, load_manifest, validate_manifest
 from rocky_operator.client.policy import Action, TableFailure, Triage, action_for, triage
 from rocky_operator.client.result import (
@@ -24,6 +26,10 @@ from rocky_operator.client.result import (
     exit_code_of,
     outcome_from_output,
 )
+
+if TYPE_CHECKING:
+    from rocky_operator.client.cluster import ClusterClient
+    from rocky_operator.client.local import LocalClient
 
 __all__ = [
     "Action",

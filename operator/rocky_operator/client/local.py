@@ -92,8 +92,8 @@ class LocalClient:
             if not previous.is_file():
                 raise RockyClientError(f"no output of an earlier local run {resume_from!r}")
             args += ["--resume-from", str(previous)]
-            for kind in resume_kinds or []:
-                args += ["--resume-kind", kind]
+            if resume_kinds:
+                args += ["--resume-kinds", ",".join(resume_kinds)]
         log_path = self.state_dir / f"{run_name}.log"
         try:
             proc = subprocess.run(
