@@ -1,0 +1,322 @@
+"""Run a RockyRun on this machine: discover, plan, then let ``decide`` drive subprocesses.
+
+The loop is the operator's reconcile loop with processes instead of pods: observe the
+attempts (poll the processes, read their result files), call
+:func:`~rocky_operator.logic.decide.decide` with the current time, carry out its
+``abort`` (SIGTERM, then SIGKILL after a grace period) and ``start`` (a new runner
+process), and repeat until the decision says the run is finished. The RunOutput JSON
+goes to stdout, progress and the summary to stderr; the return value is the exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from rocky_operator.local.manifest import Manifest, ManifestError, load_manifest, localize
+from rocky_operator.local.process import (
+    DEFAULT_GRACE_SECONDS,
+    DEFAULT_RUNNER_COMMAND,
+    RunnerProcess,
+)
+from rocky_operator.local.progress import Reporter
+from rocky_operator.local.resume import PreviousRun, load_previous, parse_kinds, select_tables
+from rocky_operator.logic.decide import TERMINAL_STATES, Attempt, Decision, decide
+from rocky_operator.logic.policy import RunPolicy
+from rocky_operator.logic.run_output import build_failed_run_output, build_run_output, exit_code
+from rocky_operator.logic.tables import PlannedTable, adapter_settings, attempt_name, plan_tables
+from rocky_runner.contract import FailureKind
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class LocalOptions:
+    """How a local run is carried out (none of it changes what the manifest means)."""
+
+    resume_from: str | None = None
+    """A previous RunOutput JSON file: run only the tables it did not copy."""
+    resume_kinds: frozenset[FailureKind] | None = None
+    """With resume_from: only the tables that failed with these kinds."""
+    mounts: Mapping[str, str] = field(default_factory=dict)
+    """Pod path -> local directory, like the pod's volume mounts (``--mount /data=DIR``)."""
+    runner_command: Sequence[str] = DEFAULT_RUNNER_COMMAND
+    """The runner program; the default is the one a pod runs, via this interpreter."""
+    logs_dir: Path | None = None
+    """Keep each attempt's runner log and result file here; default: a temp dir, removed."""
+    grace_seconds: float = DEFAULT_GRACE_SECONDS
+    """SIGTERM -> SIGKILL delay for aborted runners, in seconds."""
+    poll_seconds: float = 0.05
+    """How often running processes are polled, in seconds."""
+
+
+def _runner_env(manifest: Manifest) -> dict[str, str]:
+    """Literal ``spec.runner.env`` values (``valueFrom`` needs a cluster and is skipped)."""
+    env: dict[str, str] = {}
+    for item in manifest.spec.runner.env or []:
+        name, value = item.get("name"), item.get("value")
+        if isinstance(name, str) and isinstance(value, str):
+            env[name] = value
+    return env
+
+
+def _redactor() -> Callable[[str], str]:
+    import os
+
+    from rocky_runner.redact import Redactor
+
+    return Redactor.from_env(os.environ)
+
+
+def discover(manifest: Manifest) -> list[PlannedTable]:
+    """The run's tables: discovery through the runner's adapter, then planning.
+
+    Raises whatever the adapter raises; the caller classifies it.
+    """
+    from rocky_runner.discovery import discover_tables
+
+    spec = manifest.spec
+    pattern = spec.source.schema_pattern
+    found = discover_tables(
+        adapter_settings(spec),
+        prefix=pattern.prefix,
+        separator=pattern.separator,
+        components=pattern.components,
+        catalog=spec.source.catalog,
+        tables=spec.source.tables,
+    )
+    return plan_tables(spec, found)
+
+
+class _Loop:
+    """The observe -> decide -> act loop over runner processes."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        tables: Sequence[PlannedTable],
+        options: LocalOptions,
+        reporter: Reporter,
+        work_dir: Path,
+        clock: Clock,
+    ) -> None:
+        self.manifest = manifest
+        self.tables = {t.key: t for t in tables}
+        self.order = [t.key for t in tables]
+        self.policy = RunPolicy.from_spec(manifest.spec)
+        self.options = options
+        self.reporter = reporter
+        self.work_dir = work_dir
+        self.clock = clock
+        self.env = _runner_env(manifest)
+        self.attempts: dict[tuple[str, int], Attempt] = {}
+        self.processes: dict[tuple[str, int], RunnerProcess] = {}
+        self.cancelled = False
+        self.max_running = 0
+        self._settled: set[str] = set()
+        self._reason: str | None = None
+
+    def label(self, key: str) -> str:
+        return "/".join(self.tables[key].asset_key)
+
+    def _observe(self) -> list[Attempt]:
+        ended: list[Attempt] = []
+        for key, proc in list(self.processes.items()):
+            proc.kill_if_overdue()
+            attempt = proc.poll(self.clock())
+            if attempt is not None:
+                del self.processes[key]
+                self.attempts[key] = attempt
+                ended.append(attempt)
+        return ended
+
+    def _report(self, ended: Sequence[Attempt], decision: Decision) -> None:
+        for attempt in ended:
+            outcome = decision.outcomes[attempt.table]
+            final = outcome.state in TERMINAL_STATES
+            self.reporter.attempt_finished(self.label(attempt.table), attempt, final)
+            if final:
+                self._settled.add(attempt.table)
+        for key, outcome in decision.outcomes.items():
+            if outcome.state in TERMINAL_STATES and key not in self._settled:
+                self._settled.add(key)
+                self.reporter.table_settled()
+        if decision.reason and decision.reason != self._reason:
+            self._reason = decision.reason
+            self.reporter.halted(decision.reason)
+
+    def _act(self, decision: Decision) -> None:
+        for key in decision.abort:
+            proc = self.processes.get(key)
+            if proc is not None:
+                proc.terminate(self.options.grace_seconds)
+        for table, number in decision.start:
+            now = self.clock()
+            proc = RunnerProcess.start(
+                self.tables[table],
+                number,
+                work_dir=self.work_dir,
+                name=attempt_name(self.manifest.name, table, number),
+                now=now,
+                command=self.options.runner_command,
+                extra_env=self.env,
+            )
+            self.processes[proc.key] = proc
+            self.attempts[proc.key] = proc.running_attempt()
+            self.reporter.attempt_started(self.label(table), number)
+        self.max_running = max(self.max_running, len(self.processes))
+
+    def run(self) -> Decision:
+        interrupts = 0
+        while True:
+            ended = self._observe()
+            decision = decide(
+                self.order,
+                self.attempts.values(),
+                self.policy,
+                self.clock(),
+                cancelled=self.cancelled,
+            )
+            self._report(ended, decision)
+            if decision.finished:
+                return decision
+            self._act(decision)
+            try:
+                time.sleep(self.options.poll_seconds)
+            except KeyboardInterrupt:
+                # First Ctrl-C: stop like a cancelled run (runners get SIGTERM and
+                # report); second: kill what is left at once.
+                interrupts += 1
+                self.cancelled = True
+                if interrupts > 1:
+                    for proc in self.processes.values():
+                        proc.kill_at = 0.0
+
+    def close(self) -> None:
+        for proc in self.processes.values():
+            proc.close()
+
+
+def execute(
+    manifest: Manifest,
+    options: LocalOptions,
+    *,
+    stdout: TextIO,
+    stderr: TextIO,
+    previous: PreviousRun | None = None,
+    clock: Clock = utc_now,
+) -> int:
+    """Run a validated manifest; print the RunOutput; return the exit code."""
+    reporter = Reporter(stderr)
+    started = clock()
+    spec = manifest.spec
+    try:
+        planned = discover(manifest)
+    except Exception as exc:  # the run's boundary: any discovery failure ends it as a failure
+        from rocky_runner.classify import classify_exception
+
+        kind = classify_exception(exc)
+        message = _redactor()(f"discovery failed: {type(exc).__name__}: {exc}")
+        doc = build_failed_run_output(
+            message,
+            started_at=started,
+            finished_at=clock(),
+            filter=spec.filter,
+            failure_kind=kind,
+            resumed_from=previous.source if previous else None,
+        )
+        _print_output(doc, stdout)
+        reporter.line(f"rocky-operator: {message} [{kind}]", "bold red")
+        reporter.summary(doc)
+        return exit_code(doc["status"])
+
+    note = None
+    if previous is not None:
+        chosen = select_tables(planned, previous, options.resume_kinds)
+        kinds = ",".join(sorted(options.resume_kinds)) if options.resume_kinds else None
+        note = (
+            f"resuming from {previous.source}: {len(chosen)} of {len(planned)} table(s) to run"
+            + (f" (failed with {kinds})" if kinds else "")
+        )
+        planned = chosen
+
+    work_dir = options.logs_dir or Path(tempfile.mkdtemp(prefix=f"rocky-local-{manifest.name}-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    loop = _Loop(manifest, planned, options, reporter, work_dir, clock)
+    reporter.start(manifest.name, len(planned), spec.concurrency, note)
+    try:
+        decision = loop.run()
+    finally:
+        loop.close()
+        reporter.stop()
+        if options.logs_dir is None:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    doc = build_run_output(
+        planned,
+        decision.outcomes,
+        started_at=started,
+        finished_at=clock(),
+        filter=spec.filter,
+        resumed_from=previous.source if previous else None,
+        concurrency=spec.concurrency,
+        interrupted=loop.cancelled,
+    )
+    _print_output(doc, stdout)
+    reporter.summary(doc)
+    if options.logs_dir is not None:
+        reporter.line(f"runner logs and result files: {options.logs_dir}")
+    return exit_code(doc["status"])
+
+
+def _print_output(doc: Mapping[str, Any], stdout: TextIO) -> None:
+    stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    stdout.flush()
+
+
+def run_local(
+    manifest_path: str | Path,
+    options: LocalOptions,
+    *,
+    stdout: TextIO,
+    stderr: TextIO,
+    resume_kinds_text: str | None = None,
+    clock: Clock = utc_now,
+) -> int:
+    """``rocky-operator local``: load, check, then run. A wrong manifest or resume file
+    gets one message on stderr and exit code 1, and nothing runs."""
+    try:
+        manifest = localize(load_manifest(manifest_path), options.mounts)
+        previous = load_previous(options.resume_from) if options.resume_from else None
+        kinds = options.resume_kinds
+        if resume_kinds_text is not None:
+            try:
+                kinds = parse_kinds(resume_kinds_text)
+            except ValueError as exc:
+                raise ManifestError(f"--resume-kinds: {exc}") from None
+        if kinds is None and manifest.spec.resume_kinds:
+            kinds = parse_kinds(manifest.spec.resume_kinds)
+        if kinds and previous is None:
+            raise ManifestError("--resume-kinds needs --resume-from PREVIOUS.json")
+        if manifest.spec.resume_from and previous is None:
+            raise ManifestError(
+                f"{manifest.path}: spec.resumeFrom: names the RockyRun "
+                f"{manifest.spec.resume_from!r}, which a local run cannot read; "
+                "pass its RunOutput with --resume-from PREVIOUS.json"
+            )
+    except ManifestError as exc:
+        stderr.write(f"rocky-operator: {exc}\n")
+        stderr.flush()
+        return 1
+    options = replace(options, resume_kinds=kinds)
+    return execute(manifest, options, stdout=stdout, stderr=stderr, previous=previous, clock=clock)

@@ -1,0 +1,112 @@
+"""``--resume-from PREVIOUS.json``: run again only the tables that did not copy.
+
+The previous run is known only by its RunOutput JSON (what ``rocky-operator local``
+printed, or ``status.runOutput`` of a RockyRun). A table it copied is skipped; a
+table it failed, left out (``contained``) or never planned is run again. With
+``--resume-kinds`` only the tables that failed with one of those kinds run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rocky_operator.local.manifest import ManifestError
+from rocky_operator.logic.tables import PlannedTable
+from rocky_runner.contract import FailureKind
+
+AssetKey = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PreviousRun:
+    """What a previous RunOutput says about each table."""
+
+    source: str
+    """Where it came from (the file name), for ``resumed_from``."""
+    copied: frozenset[AssetKey]
+    failed: dict[AssetKey, FailureKind]
+
+
+def parse_kinds(text: str | Iterable[str]) -> frozenset[FailureKind]:
+    """``transient,connection-failed`` -> the kinds; a ValueError names a wrong one."""
+    names = text.split(",") if isinstance(text, str) else list(text)
+    kinds: set[FailureKind] = set()
+    for raw in names:
+        name = raw.strip()
+        if not name:
+            continue
+        try:
+            kinds.add(FailureKind(name))
+        except ValueError:
+            known = ", ".join(k.value for k in FailureKind)
+            raise ValueError(f"unknown failure kind {name!r} (one of: {known})") from None
+    return frozenset(kinds)
+
+
+def _asset_key(value: Any, where: str) -> AssetKey:
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        raise ValueError(f"{where}.asset_key is not a list of strings")
+    return tuple(value)
+
+
+def parse_previous(doc: Any, source: str) -> PreviousRun:
+    """Read the tables' outcomes out of a RunOutput document."""
+    if not isinstance(doc, dict) or doc.get("command") != "run":
+        raise ValueError("not a RunOutput of a run (expected an object with command 'run')")
+    materializations = doc.get("materializations")
+    errors = doc.get("errors", [])
+    if not isinstance(materializations, list) or not isinstance(errors, list):
+        raise ValueError("materializations and errors must be lists")
+    copied = frozenset(
+        _asset_key(m.get("asset_key") if isinstance(m, dict) else None, f"materializations[{i}]")
+        for i, m in enumerate(materializations)
+    )
+    failed: dict[AssetKey, FailureKind] = {}
+    for i, error in enumerate(errors):
+        key = _asset_key(
+            error.get("asset_key") if isinstance(error, dict) else None, f"errors[{i}]"
+        )
+        if not key:
+            continue  # a run-level error (discovery failed): no table to resume
+        raw = error.get("failure_kind", "unknown")
+        try:
+            failed[key] = FailureKind(raw)
+        except ValueError:
+            failed[key] = FailureKind.UNKNOWN
+    return PreviousRun(source=source, copied=copied, failed=failed)
+
+
+def load_previous(path: str | Path) -> PreviousRun:
+    """Read a RunOutput JSON file; :class:`ManifestError` (exit 1) when unusable."""
+    file = Path(path)
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ManifestError(f"--resume-from {file}: cannot read: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"--resume-from {file}: not JSON: {exc}") from None
+    try:
+        return parse_previous(doc, str(file))
+    except ValueError as exc:
+        raise ManifestError(f"--resume-from {file}: {exc}") from None
+
+
+def select_tables(
+    planned: Sequence[PlannedTable],
+    previous: PreviousRun,
+    kinds: frozenset[FailureKind] | None = None,
+) -> list[PlannedTable]:
+    """The planned tables to run again: not copied before, and with ``kinds`` only
+    those that failed with one of them."""
+    chosen = []
+    for table in planned:
+        if table.asset_key in previous.copied:
+            continue
+        if kinds and previous.failed.get(table.asset_key) not in kinds:
+            continue
+        chosen.append(table)
+    return chosen
