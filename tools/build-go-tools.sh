@@ -53,8 +53,10 @@ case "$want" in
     promtool|all)
         # remove_all_sd drops every service-discovery plugin (cloud SDKs) promtool would
         # otherwise link in; rule checking does not need them.
+        # Go module v0.3MM.P is Prometheus 3.MM.P.
+        IFS=. read -r _ prom_minor prom_patch <<<"$PROMETHEUS_VERSION"
         build promtool "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION" \
-            "-X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION/v0./3.}" \
+            "-X github.com/prometheus/common/version.Version=3.$((prom_minor - 300)).$prom_patch" \
             "remove_all_sd"
         ;;
     helm|promtool|all) ;;
