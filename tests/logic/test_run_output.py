@@ -282,3 +282,27 @@ def test_every_table_exactly_once(cases: list[tuple[str, FailureKind]], fail_fas
     assert sorted(accounted(doc)) == sorted(t.asset_key for t in planned)
     total = doc["tables_copied"] + doc["tables_failed"] + doc["tables_skipped"]
     assert total == len(planned)
+
+
+def test_drift_reported_by_the_runner_is_summarised() -> None:
+    planned = tables(2)
+    attempt = copied(planned[0])
+    assert attempt.result is not None
+    drifted = attempt.result.model_copy(
+        update={
+            "metadata": {
+                **attempt.result.metadata,
+                "drift": ["add_column note VARCHAR", "widen_column n INTEGER -> BIGINT"],
+            }
+        }
+    )
+    doc = output_for(
+        planned, [Attempt(**{**attempt.__dict__, "result": drifted}), copied(planned[1])]
+    )
+    parsed = validate(doc)
+    assert parsed.drift.tables_checked == 2
+    assert parsed.drift.tables_drifted == 1
+    assert [(a.action, a.reason) for a in parsed.drift.actions_taken] == [
+        ("add_column", "note VARCHAR"),
+        ("widen_column", "n INTEGER -> BIGINT"),
+    ]

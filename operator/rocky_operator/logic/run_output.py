@@ -165,26 +165,26 @@ def _materialization(table: PlannedTable, outcome: TableOutcome) -> dict[str, An
 
 
 def _drift_actions(table: PlannedTable, outcome: TableOutcome) -> list[dict[str, str]]:
-    """Drift actions the runner reported in ``metadata.drift_actions`` (strings or
-    ``{action, reason}`` objects), as Rocky's DriftActionOutput."""
+    """Drift steps the runner reported in ``metadata.drift`` as Rocky's DriftActionOutput.
+
+    The runner describes each step as text (``add_column note VARCHAR``,
+    ``widen_column n INTEGER -> BIGINT``, ``recreate: ...``): the first word is the
+    action, the rest the reason. ``{action, reason}`` objects are accepted too.
+    """
     if outcome.result is None:
         return []
-    raw = outcome.result.metadata.get("drift_actions")
+    raw = outcome.result.metadata.get("drift")
     if not isinstance(raw, list):
         return []
     name = table.task.target.full_name()
     actions: list[dict[str, str]] = []
     for item in raw:
         if isinstance(item, Mapping):
-            actions.append(
-                {
-                    "table": name,
-                    "action": str(item.get("action", "")),
-                    "reason": str(item.get("reason", "")),
-                }
-            )
+            action, reason = str(item.get("action", "")), str(item.get("reason", ""))
         else:
-            actions.append({"table": name, "action": str(item), "reason": ""})
+            action, _, reason = str(item).partition(" ")
+            action = action.rstrip(":")
+        actions.append({"table": name, "action": action, "reason": reason.strip()})
     return actions
 
 

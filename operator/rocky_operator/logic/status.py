@@ -1,0 +1,323 @@
+"""The RockyRun status, built from a decision (pure).
+
+The conditions are the contract (shaped like metav1.Condition); ``phase`` is the
+one-word summary for the printer column. A condition keeps its
+``lastTransitionTime`` while its ``status`` does not change, so rebuilding the status
+from the same observation yields the same document and the operator can skip the
+write.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from rocky_operator.api.status import (
+    CONDITION_ACCEPTED,
+    CONDITION_COMPLETE,
+    CONDITION_FAILED,
+    CONDITION_PROGRESSING,
+    MAX_STATUS_ERROR_CHARS,
+    MAX_STATUS_ERRORS,
+    MAX_STATUS_MATERIALIZATIONS,
+    Condition,
+    OutputRef,
+    RockyRunStatus,
+    TableCounts,
+)
+from rocky_operator.logic.decide import Attempt, Decision, TableState
+from rocky_operator.logic.run_output import exit_code, run_status
+from rocky_runner.contract import FailureKind
+
+PHASE_BY_RUN_STATUS = {
+    "success": "Succeeded",
+    "partial_failure": "PartialFailure",
+    "failure": "Failed",
+}
+
+
+def timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with second precision, as the API server writes times."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_condition(
+    conditions: Sequence[Condition],
+    *,
+    type: str,
+    status: bool,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int | None,
+) -> list[Condition]:
+    """Conditions with one of them set; ``lastTransitionTime`` moves only on a change."""
+    value = "True" if status else "False"
+    previous = next((c for c in conditions if c.type == type), None)
+    since = (
+        previous.last_transition_time
+        if previous is not None and previous.status == value
+        else timestamp(now)
+    )
+    new = Condition(
+        type=type,
+        status=value,
+        reason=reason,
+        message=message[:32768],
+        last_transition_time=since,
+        observed_generation=generation,
+    )
+    return [*(c for c in conditions if c.type != type), new]
+
+
+def count_retries(attempts: Iterable[Attempt]) -> dict[str, int]:
+    """Retries by the failure_kind of the attempt that was retried."""
+    by_table: dict[str, dict[int, Attempt]] = {}
+    for a in attempts:
+        by_table.setdefault(a.table, {})[a.number] = a
+    counts: Counter[str] = Counter()
+    for numbers in by_table.values():
+        for number in numbers:
+            before = numbers.get(number - 1)
+            if number > 1:
+                kind = (before.failure_kind if before else None) or FailureKind.UNKNOWN
+                counts[kind.value] += 1
+    return dict(sorted(counts.items()))
+
+
+def table_counts(decision: Decision, resumed: int, attempts: int) -> TableCounts:
+    states = Counter(o.state for o in decision.outcomes.values())
+    return TableCounts(
+        planned=len(decision.outcomes),
+        pending=states[TableState.PENDING],
+        running=states[TableState.RUNNING],
+        waiting_retry=states[TableState.WAITING_RETRY],
+        copied=states[TableState.COPIED],
+        failed=states[TableState.FAILED],
+        not_attempted=states[TableState.NOT_ATTEMPTED],
+        resumed=resumed,
+        attempts=attempts,
+    )
+
+
+def failure_counts(decision: Decision) -> dict[str, int]:
+    counts = Counter(
+        (o.failure_kind or FailureKind.UNKNOWN).value
+        for o in decision.outcomes.values()
+        if o.state is TableState.FAILED
+    )
+    return dict(sorted(counts.items()))
+
+
+def bound_run_output(full: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """A copy of the RunOutput small enough for the status, and whether it was cut.
+
+    Counts (``tables_copied``, ``tables_failed``...) stay exact; the lists keep their
+    first entries and error texts their first :data:`MAX_STATUS_ERROR_CHARS` characters.
+    """
+    doc = copy.deepcopy(dict(full))
+    truncated = False
+    errors = list(doc.get("errors") or [])
+    if len(errors) > MAX_STATUS_ERRORS:
+        errors, truncated = errors[:MAX_STATUS_ERRORS], True
+    for error in errors:
+        text = error.get("error")
+        if isinstance(text, str) and len(text) > MAX_STATUS_ERROR_CHARS:
+            error["error"] = text[:MAX_STATUS_ERROR_CHARS] + "… (cut; see rocky-operator output)"
+            truncated = True
+    doc["errors"] = errors
+    materializations = list(doc.get("materializations") or [])
+    if len(materializations) > MAX_STATUS_MATERIALIZATIONS:
+        materializations, truncated = materializations[:MAX_STATUS_MATERIALIZATIONS], True
+    doc["materializations"] = materializations
+    for key in ("contained", "drift"):
+        part = doc.get(key)
+        if key == "contained" and isinstance(part, list) and len(part) > MAX_STATUS_ERRORS:
+            doc[key], truncated = part[:MAX_STATUS_ERRORS], True
+        if key == "drift" and isinstance(part, dict):
+            actions = part.get("actions_taken") or []
+            if len(actions) > MAX_STATUS_ERRORS:
+                part["actions_taken"], truncated = actions[:MAX_STATUS_ERRORS], True
+    return doc, truncated
+
+
+def build_status(
+    *,
+    decision: Decision,
+    attempts: Sequence[Attempt],
+    resumed: int,
+    previous: RockyRunStatus,
+    generation: int | None,
+    start_time: datetime,
+    now: datetime,
+    run_output: Mapping[str, Any] | None = None,
+    output: OutputRef | None = None,
+) -> RockyRunStatus:
+    """Status of an accepted run; ``run_output`` (complete) is given once it finished."""
+    counts = table_counts(decision, resumed, len(attempts))
+    failures = failure_counts(decision)
+    conditions = set_condition(
+        previous.conditions,
+        type=CONDITION_ACCEPTED,
+        status=True,
+        reason="Planned",
+        message=f"{counts.planned} tables planned"
+        + (f", {resumed} skipped by resumeFrom" if resumed else ""),
+        now=now,
+        generation=generation,
+    )
+    summary = (
+        f"{counts.copied} copied, {counts.failed} failed, {counts.running} running, "
+        f"{counts.pending} pending, {counts.waiting_retry} waiting to retry, "
+        f"{counts.not_attempted} not attempted"
+    )
+    if decision.finished:
+        outcome = run_status(counts.copied, counts.failed, counts.not_attempted)
+        phase = PHASE_BY_RUN_STATUS[outcome]
+        code = exit_code(outcome)
+        reason = {
+            "Succeeded": "Succeeded",
+            "PartialFailure": "PartialFailure",
+            "Failed": "AllFailed",
+        }[phase]
+        message = summary + (f"; stopped early: {decision.reason}" if decision.reason else "")
+        conditions = set_condition(
+            conditions,
+            type=CONDITION_PROGRESSING,
+            status=False,
+            reason="Finished",
+            message=message,
+            now=now,
+            generation=generation,
+        )
+        conditions = set_condition(
+            conditions,
+            type=CONDITION_COMPLETE,
+            status=True,
+            reason=reason,
+            message=message,
+            now=now,
+            generation=generation,
+        )
+        conditions = set_condition(
+            conditions,
+            type=CONDITION_FAILED,
+            status=phase == "Failed",
+            reason=reason if phase == "Failed" else "TablesCopied",
+            message=message,
+            now=now,
+            generation=generation,
+        )
+        bounded, truncated = bound_run_output(run_output) if run_output else (None, False)
+        return RockyRunStatus(
+            phase=phase,
+            exit_code=code,
+            observed_generation=generation,  # type: ignore[arg-type]
+            start_time=timestamp(start_time),
+            completion_time=timestamp(now),
+            message=message,
+            conditions=conditions,
+            tables=counts,
+            failures=failures,
+            retries=count_retries(attempts),
+            run_output=bounded,
+            run_output_truncated=truncated,
+            output=output,
+        )
+    message = summary + (f"; {decision.reason}" if decision.reason else "")
+    conditions = set_condition(
+        conditions,
+        type=CONDITION_PROGRESSING,
+        status=True,
+        reason="TablesRunning" if not decision.reason else "Stopping",
+        message=message,
+        now=now,
+        generation=generation,
+    )
+    conditions = set_condition(
+        conditions,
+        type=CONDITION_COMPLETE,
+        status=False,
+        reason="Running",
+        message=message,
+        now=now,
+        generation=generation,
+    )
+    return RockyRunStatus(
+        phase="Running",
+        observed_generation=generation,
+        start_time=timestamp(start_time),
+        message=message,
+        conditions=conditions,
+        tables=counts,
+        failures=failures,
+        retries=count_retries(attempts),
+    )
+
+
+def build_rejected_status(
+    *,
+    reason: str,
+    message: str,
+    previous: RockyRunStatus,
+    generation: int | None,
+    now: datetime,
+    run_output: Mapping[str, Any] | None,
+) -> RockyRunStatus:
+    """A run that never starts (bad spec, missing Secret, discovery failed): Failed, 1."""
+    conditions = set_condition(
+        previous.conditions,
+        type=CONDITION_ACCEPTED,
+        status=False,
+        reason=reason,
+        message=message,
+        now=now,
+        generation=generation,
+    )
+    conditions = set_condition(
+        conditions,
+        type=CONDITION_PROGRESSING,
+        status=False,
+        reason=reason,
+        message=message,
+        now=now,
+        generation=generation,
+    )
+    conditions = set_condition(
+        conditions,
+        type=CONDITION_COMPLETE,
+        status=True,
+        reason=reason,
+        message=message,
+        now=now,
+        generation=generation,
+    )
+    conditions = set_condition(
+        conditions,
+        type=CONDITION_FAILED,
+        status=True,
+        reason=reason,
+        message=message,
+        now=now,
+        generation=generation,
+    )
+    bounded, truncated = bound_run_output(run_output) if run_output else (None, False)
+    return RockyRunStatus(
+        phase="Failed",
+        exit_code=1,
+        observed_generation=generation,
+        start_time=previous.start_time or timestamp(now),
+        completion_time=timestamp(now),
+        message=message,
+        conditions=conditions,
+        run_output=bounded,
+        run_output_truncated=truncated,
+    )
+
+
+def status_document(status: RockyRunStatus) -> dict[str, Any]:
+    """The status as the API stores it (camelCase; unset optional fields omitted)."""
+    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
