@@ -62,8 +62,9 @@ def planned_tables(
 ) -> tuple[RockyRunSpec, list[PlannedTable]]:
     body = make_run_spec()
     # No retries: every first failure is final, so a status can be finished in one step.
-    body["retry"] = {k: {"maxRetries": 0} for k in ("transient", "connection-failed",
-                                                    "quota-exceeded")}  # fmt: skip
+    body["retry"] = {
+        k: {"maxRetries": 0} for k in ("transient", "connection-failed", "quota-exceeded")
+    }
     spec = RockyRunSpec.model_validate(body)
     tenants = ["acme", "globex", "initech"]
     found = [
@@ -125,9 +126,15 @@ def build_run(
             tables, decision.outcomes, started_at=START, finished_at=now, filter=spec.filter
         )
     status = build_status(
-        decision=decision, attempts=attempts, resumed=0, previous=RockyRunStatus(),
-        generation=generation, start_time=START, now=now, run_output=output,
-    )  # fmt: skip
+        decision=decision,
+        attempts=attempts,
+        resumed=0,
+        previous=RockyRunStatus(),
+        generation=generation,
+        start_time=START,
+        now=now,
+        run_output=output,
+    )
     return {
         "apiVersion": "rocky.dev/v1alpha1",
         "kind": "RockyRun",
@@ -200,8 +207,10 @@ def test_counts_stay_exact_when_run_output_is_truncated(
     make_run_spec: Callable[..., dict[str, Any]],
 ) -> None:
     """status.runOutput keeps at most 100 errors; the message counts from status.failures."""
-    failed = {i: (FailureKind.TRANSIENT if i % 3 else FailureKind.QUOTA_EXCEEDED)
-              for i in range(0, 300, 2)}  # fmt: skip
+    failed = {
+        i: (FailureKind.TRANSIENT if i % 3 else FailureKind.QUOTA_EXCEEDED)
+        for i in range(0, 300, 2)
+    }
     obj = build_run(make_run_spec, RunScenario(300, failed=failed, error_chars=2000))
     assert obj["status"]["runOutputTruncated"] is True
     assert len(obj["status"]["runOutput"]["errors"]) < len(failed)
@@ -258,9 +267,14 @@ def schedule_obj(
     spec = make_schedule_spec(**spec_fields)
     now = START + timedelta(minutes=30)
     d = decide_schedule(
-        spec, name="nightly", now=now, created_at=START - timedelta(days=1),
-        last_schedule_time=START, last_successful_time=None, children=children,
-    )  # fmt: skip
+        spec,
+        name="nightly",
+        now=now,
+        created_at=START - timedelta(days=1),
+        last_schedule_time=START,
+        last_successful_time=None,
+        children=children,
+    )
     status = build_schedule_status(d, suspended=spec.suspend, now=now, generation=1)
     return {
         "metadata": {"name": "nightly", "generation": 1},

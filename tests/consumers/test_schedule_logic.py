@@ -305,16 +305,26 @@ def test_decision_is_idempotent_once_carried_out(
     spec = make_schedule_spec(concurrencyPolicy="Allow")
     now = t("2026-01-01T10:00:05")
     first = decide_schedule(
-        spec, name=NAME, now=now, created_at=t("2026-01-01T00:00"),
-        last_schedule_time=t("2026-01-01T09:00"), last_successful_time=None, children=(),
-    )  # fmt: skip
+        spec,
+        name=NAME,
+        now=now,
+        created_at=t("2026-01-01T00:00"),
+        last_schedule_time=t("2026-01-01T09:00"),
+        last_successful_time=None,
+        children=(),
+    )
     assert first.create is not None
     created = ChildRun(first.create.name, now, None, scheduled_at=first.create.scheduled_at)
     for last in (first.last_schedule_time, t("2026-01-01T09:00")):  # status written or lost
         again = decide_schedule(
-            spec, name=NAME, now=now + timedelta(seconds=20), created_at=t("2026-01-01T00:00"),
-            last_schedule_time=last, last_successful_time=None, children=(created,),
-        )  # fmt: skip
+            spec,
+            name=NAME,
+            now=now + timedelta(seconds=20),
+            created_at=t("2026-01-01T00:00"),
+            last_schedule_time=last,
+            last_successful_time=None,
+            children=(created,),
+        )
         assert again.create is None
         assert again.events == ()
         assert again.active == (first.create.name,)
@@ -325,9 +335,11 @@ def test_missed_schedule_warning_is_emitted_once(
 ) -> None:
     spec = make_schedule_spec(startingDeadlineSeconds=60)
     kwargs: dict[str, Any] = {
-        "name": NAME, "created_at": t("2026-01-01T00:00"), "last_successful_time": None,
+        "name": NAME,
+        "created_at": t("2026-01-01T00:00"),
+        "last_successful_time": None,
         "children": (),
-    }  # fmt: skip
+    }
     first = decide_schedule(
         spec, now=t("2026-01-01T10:05"), last_schedule_time=t("2026-01-01T09:00"), **kwargs
     )
@@ -460,9 +472,12 @@ def test_status_conditions_keep_their_transition_time(
     spec = make_schedule_spec()
     children = (child("nightly-29454300", "2026-01-01T09:00", "PartialFailure"),)
     kwargs: dict[str, Any] = {
-        "name": NAME, "created_at": t("2026-01-01T00:00"), "last_successful_time": None,
-        "last_schedule_time": t("2026-01-01T09:00"), "children": children,
-    }  # fmt: skip
+        "name": NAME,
+        "created_at": t("2026-01-01T00:00"),
+        "last_successful_time": None,
+        "last_schedule_time": t("2026-01-01T09:00"),
+        "children": children,
+    }
     d1 = decide_schedule(spec, now=t("2026-01-01T09:30"), **kwargs)
     s1 = build_schedule_status(d1, suspended=False, now=t("2026-01-01T09:30"), generation=2)
     conds = {c["type"]: c for c in s1["conditions"]}

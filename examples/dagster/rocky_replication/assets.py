@@ -60,14 +60,20 @@ class RockyRunResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         manifest = load_manifest(self.manifest_path)
         if self.backend == "local":
             return LocalClient(self.state_dir).run(
-                manifest, name=name, timeout=self.timeout_seconds,
-                resume_from=resume_from, resume_kinds=resume_kinds,
-            )  # fmt: skip
+                manifest,
+                name=name,
+                timeout=self.timeout_seconds,
+                resume_from=resume_from,
+                resume_kinds=resume_kinds,
+            )
         with ClusterClient(self.namespace) as client:
             return client.run(
-                manifest, name=name, timeout=self.timeout_seconds,
-                resume_from=resume_from, resume_kinds=resume_kinds,
-            )  # fmt: skip
+                manifest,
+                name=name,
+                timeout=self.timeout_seconds,
+                resume_from=resume_from,
+                resume_kinds=resume_kinds,
+            )
 
 
 class Alerter(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -118,11 +124,25 @@ def build_replication_asset(
         surface = found.of(Action.SURFACE)
 
         for f in owner:
-            alerter.alert(context, "error", action="alert-owner", target=f.target,
-                          kind=f.failure_kind, error=f.error, run=outcome.name)  # fmt: skip
+            alerter.alert(
+                context,
+                "error",
+                action="alert-owner",
+                target=f.target,
+                kind=f.failure_kind,
+                error=f.error,
+                run=outcome.name,
+            )
         for f in extended:
-            alerter.alert(context, "warning", action="retry-extended", target=f.target,
-                          kind=f.failure_kind, error=f.error, run=outcome.name)  # fmt: skip
+            alerter.alert(
+                context,
+                "warning",
+                action="retry-extended",
+                target=f.target,
+                kind=f.failure_kind,
+                error=f.error,
+                run=outcome.name,
+            )
         for f in surface:
             # The raw error is the only signal: log it whole, keep it in the metadata.
             context.log.warning(f"unclassified failure on {f.target}: {f.error}")
@@ -149,9 +169,13 @@ def build_replication_asset(
         context.log_event(dg.AssetObservation(asset_key=context.asset_key, metadata=metadata))
         if extended:
             if attempt >= max_quota_retries:
-                alerter.alert(context, "error", action="retries-exhausted",
-                              kinds=sorted({f.failure_kind for f in extended}),
-                              run=outcome.name)  # fmt: skip
+                alerter.alert(
+                    context,
+                    "error",
+                    action="retries-exhausted",
+                    kinds=sorted({f.failure_kind for f in extended}),
+                    run=outcome.name,
+                )
                 raise dg.Failure(
                     description=f"{len(extended)} table(s) still over quota after "
                     f"{attempt} retries",
@@ -164,9 +188,13 @@ def build_replication_asset(
             )
         if retry:
             if attempt >= retry_policy.max_retries:
-                alerter.alert(context, "error", action="retries-exhausted",
-                              kinds=sorted({f.failure_kind for f in retry}),
-                              run=outcome.name)  # fmt: skip
+                alerter.alert(
+                    context,
+                    "error",
+                    action="retries-exhausted",
+                    kinds=sorted({f.failure_kind for f in retry}),
+                    run=outcome.name,
+                )
                 raise dg.Failure(
                     description=f"{len(retry)} table(s) still failing after {attempt} retries",
                     metadata=metadata,

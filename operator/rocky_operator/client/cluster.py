@@ -104,8 +104,12 @@ class ClusterClient:
         body["metadata"].pop("namespace", None)
         created = self._call(
             self.custom.create_namespaced_custom_object,
-            API_GROUP, API_VERSION, self.namespace, PLURAL, body,
-        )  # fmt: skip
+            API_GROUP,
+            API_VERSION,
+            self.namespace,
+            PLURAL,
+            body,
+        )
         return str(created["metadata"]["name"])
 
     # --- wait ----------------------------------------------------------------------
@@ -113,8 +117,12 @@ class ClusterClient:
     def get(self, name: str) -> dict[str, Any]:
         obj: dict[str, Any] = self._call(
             self.custom.get_namespaced_custom_object,
-            API_GROUP, API_VERSION, self.namespace, PLURAL, name,
-        )  # fmt: skip
+            API_GROUP,
+            API_VERSION,
+            self.namespace,
+            PLURAL,
+            name,
+        )
         return obj
 
     def wait(self, name: str, *, timeout: float, watch_seconds: int = 30) -> RunOutcome:
@@ -132,12 +140,15 @@ class ClusterClient:
             try:
                 for event in w.stream(  # type: ignore[no-untyped-call]
                     self.custom.list_namespaced_custom_object,
-                    API_GROUP, API_VERSION, self.namespace, PLURAL,
+                    API_GROUP,
+                    API_VERSION,
+                    self.namespace,
+                    PLURAL,
                     field_selector=f"metadata.name={name}",
                     resource_version=obj["metadata"].get("resourceVersion"),
                     timeout_seconds=max(1, min(watch_seconds, int(remaining) + 1)),
                     _request_timeout=(REQUEST_TIMEOUT[0], watch_seconds + 30),
-                ):  # fmt: skip
+                ):
                     if event["type"] in ("ADDED", "MODIFIED"):
                         obj = event["object"]
                         if is_complete(obj) or time.monotonic() >= deadline:
@@ -181,9 +192,12 @@ class ClusterClient:
     ) -> RunOutcome:
         """Submit and wait: the cluster counterpart of ``rocky run``."""
         run_name = self.submit(
-            manifest, name=name, generate_name=generate_name,
-            resume_from=resume_from, resume_kinds=resume_kinds,
-        )  # fmt: skip
+            manifest,
+            name=name,
+            generate_name=generate_name,
+            resume_from=resume_from,
+            resume_kinds=resume_kinds,
+        )
         return self.wait(run_name, timeout=timeout)
 
     def delete(self, name: str) -> None:
@@ -191,9 +205,13 @@ class ClusterClient:
 
         try:
             self.custom.delete_namespaced_custom_object(
-                API_GROUP, API_VERSION, self.namespace, PLURAL, name,
+                API_GROUP,
+                API_VERSION,
+                self.namespace,
+                PLURAL,
+                name,
                 _request_timeout=REQUEST_TIMEOUT,
-            )  # fmt: skip
+            )
         except ApiException as exc:
             if exc.status != 404:
                 raise RockyClientError(

@@ -97,9 +97,13 @@ class LocalClient:
         log_path = self.state_dir / f"{run_name}.log"
         try:
             proc = subprocess.run(
-                args, capture_output=True, timeout=timeout, env=self.env, cwd=self.cwd,
+                args,
+                capture_output=True,
+                timeout=timeout,
+                env=self.env,
+                cwd=self.cwd,
                 check=False,
-            )  # fmt: skip
+            )
         except subprocess.TimeoutExpired as exc:
             log_path.write_bytes(exc.stderr or b"")
             raise RunTimeoutError(run_name, timeout, "Running") from exc

@@ -52,8 +52,12 @@ class ScheduleApi:
         obj: dict[str, Any] = self._call(
             f"get RockySchedule {namespace}/{name}",
             self.custom.get_namespaced_custom_object,
-            api.API_GROUP, api.API_VERSION, namespace, api.PLURAL, name,
-        )  # fmt: skip
+            api.API_GROUP,
+            api.API_VERSION,
+            namespace,
+            api.PLURAL,
+            name,
+        )
         return obj
 
     def list_runs(self, namespace: str, schedule: str) -> list[dict[str, Any]]:
@@ -61,9 +65,12 @@ class ScheduleApi:
         result = self._call(
             f"list RockyRuns of {namespace}/{schedule}",
             self.custom.list_namespaced_custom_object,
-            api.API_GROUP, api.API_VERSION, namespace, RUN_PLURAL,
+            api.API_GROUP,
+            api.API_VERSION,
+            namespace,
+            RUN_PLURAL,
             label_selector=f"{api.LABEL_SCHEDULE}={schedule}",
-        )  # fmt: skip
+        )
         items: list[dict[str, Any]] = result.get("items", [])
         return items
 
@@ -72,8 +79,13 @@ class ScheduleApi:
         created = self._call(
             f"create RockyRun {namespace}/{body['metadata']['name']}",
             self.custom.create_namespaced_custom_object,
-            api.API_GROUP, api.API_VERSION, namespace, RUN_PLURAL, dict(body), ok=(409,),
-        )  # fmt: skip
+            api.API_GROUP,
+            api.API_VERSION,
+            namespace,
+            RUN_PLURAL,
+            dict(body),
+            ok=(409,),
+        )
         return created is not None
 
     def delete_run(self, namespace: str, name: str) -> None:
@@ -81,15 +93,25 @@ class ScheduleApi:
         self._call(
             f"delete RockyRun {namespace}/{name}",
             self.custom.delete_namespaced_custom_object,
-            api.API_GROUP, api.API_VERSION, namespace, RUN_PLURAL, name,
-            ok=(404,), propagation_policy="Background",
-        )  # fmt: skip
+            api.API_GROUP,
+            api.API_VERSION,
+            namespace,
+            RUN_PLURAL,
+            name,
+            ok=(404,),
+            propagation_policy="Background",
+        )
 
     def patch_schedule_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         """Merge-patch the status subresource (lists such as conditions are replaced whole)."""
         self._call(
             f"patch RockySchedule {namespace}/{name} status",
             self.custom.patch_namespaced_custom_object_status,
-            api.API_GROUP, api.API_VERSION, namespace, api.PLURAL, name,
-            {"status": dict(status)}, _content_type=MERGE_PATCH,
-        )  # fmt: skip
+            api.API_GROUP,
+            api.API_VERSION,
+            namespace,
+            api.PLURAL,
+            name,
+            {"status": dict(status)},
+            _content_type=MERGE_PATCH,
+        )
