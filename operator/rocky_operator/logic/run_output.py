@@ -164,7 +164,7 @@ def _materialization(table: PlannedTable, outcome: TableOutcome) -> dict[str, An
     return doc
 
 
-def _drift_actions(table: PlannedTable, outcome: TableOutcome) -> list[dict[str, str]]:
+def _drift_actions(table: PlannedTable, outcome: TableOutcome) -> list[dict[str, Any]]:
     """Drift steps the runner reported in ``metadata.drift`` as Rocky's DriftActionOutput.
 
     The runner describes each step as text (``add_column note VARCHAR``,
@@ -177,14 +177,22 @@ def _drift_actions(table: PlannedTable, outcome: TableOutcome) -> list[dict[str,
     if not isinstance(raw, list):
         return []
     name = table.task.target.full_name()
-    actions: list[dict[str, str]] = []
+    actions: list[dict[str, Any]] = []
     for item in raw:
         if isinstance(item, Mapping):
             action, reason = str(item.get("action", "")), str(item.get("reason", ""))
         else:
             action, _, reason = str(item).partition(" ")
             action = action.rstrip(":")
-        actions.append({"table": name, "action": action, "reason": reason.strip()})
+        # asset_key: not in the published schema, but rocky-sdk requires it (#2073).
+        actions.append(
+            {
+                "table": name,
+                "asset_key": list(table.asset_key),
+                "action": action,
+                "reason": reason.strip(),
+            }
+        )
     return actions
 
 
@@ -215,7 +223,7 @@ def build_run_output(
     materializations: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     contained: list[dict[str, Any]] = []
-    drift_actions: list[dict[str, str]] = []
+    drift_actions: list[dict[str, Any]] = []
     by_key = {t.key: t for t in tables}
     processed = 0
     execution_failed = 0
