@@ -1,0 +1,72 @@
+"""``rocky-operator output NAME``: print a run's complete RunOutput; exit like ``rocky run``.
+
+The complete output lives in ConfigMaps owned by the run (``status.output``); the
+status itself holds a bounded copy. Exit code: 0 success, 2 partial failure, 1
+failure; 1 as well (with a message on stderr) when the run has not finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+HELP = "print the complete RunOutput of a RockyRun; exit 0 / 2 / 1 like rocky run"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="RockyRun name")
+    parser.add_argument("--namespace", "-n", default=None, help="namespace (default: context's)")
+    parser.add_argument("--context", default=None, help="kubeconfig context")
+
+
+async def fetch_output(client: object, namespace: str, name: str) -> dict[str, object] | None:
+    """The complete RunOutput of a finished run, or None when there is none (yet)."""
+    from rocky_operator.kube.client import KubeClient
+    from rocky_operator.kube.store import RunStore
+
+    assert isinstance(client, KubeClient)
+    return await RunStore(client, namespace, name, "").load_output()
+
+
+def _default_namespace(context: str | None) -> str:
+    from kubernetes import config as k8s_config
+
+    try:
+        _, active = k8s_config.list_kube_config_contexts()
+        if context:
+            contexts, _ = k8s_config.list_kube_config_contexts()
+            active = next(c for c in contexts if c["name"] == context)
+        return str(active.get("context", {}).get("namespace") or "default")
+    except (k8s_config.ConfigException, StopIteration, OSError):
+        try:
+            with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as fh:
+                return fh.read().strip()
+        except OSError:
+            return "default"
+
+
+def run(args: argparse.Namespace) -> int:
+    from rocky_operator.kube.client import KubeClient, KubeError, load_configuration
+    from rocky_operator.logic.run_output import exit_code
+
+    namespace = args.namespace or _default_namespace(args.context)
+    client = KubeClient(load_configuration(args.context), workers=2)
+    try:
+        doc = asyncio.run(fetch_output(client, namespace, args.name))
+    except KubeError as exc:
+        print(f"rocky-operator output: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    if doc is None:
+        print(
+            f"rocky-operator output: RockyRun {namespace}/{args.name} has no complete output "
+            "(not found, or not finished)",
+            file=sys.stderr,
+        )
+        return 1
+    json.dump(doc, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return exit_code(str(doc.get("status", "")))

@@ -1,0 +1,90 @@
+"""``rocky-operator run``: start the Kubernetes controller (kopf)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+HELP = "start the Kubernetes controller"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        help="watch this namespace (repeatable); default: all namespaces",
+    )
+    scope.add_argument(
+        "--all-namespaces", "-A", action="store_true", help="watch every namespace (the default)"
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=8080,
+        help="port of /metrics and /healthz (default 8080; 0 disables)",
+    )
+    parser.add_argument("--metrics-host", default="0.0.0.0", help="address to serve metrics on")
+    parser.add_argument(
+        "--keep-failed-pods",
+        action="store_true",
+        help="keep the pods of failed attempts (results are recorded anyway)",
+    )
+    parser.add_argument(
+        "--stuck-grace-seconds",
+        type=float,
+        default=120.0,
+        help="how long a pod may wait on an image pull or missing Secret",
+    )
+    parser.add_argument(
+        "--status-interval-seconds",
+        type=float,
+        default=5.0,
+        help="at most one status write per run per interval, except on transitions",
+    )
+    parser.add_argument(
+        "--batch-seconds",
+        type=float,
+        default=1.0,
+        help="coalesce pod events for this long before a pass",
+    )
+    parser.add_argument("--context", default=None, help="kubeconfig context (outside a cluster)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+
+
+def run(args: argparse.Namespace) -> int:
+    import kopf
+
+    import rocky_operator.handlers  # noqa: F401  (registers the handlers)
+    from rocky_operator.kube.client import load_configuration
+    from rocky_operator.kube.controller import ControllerSettings
+    from rocky_operator.kube.runtime import Runtime
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    runtime = Runtime(
+        configuration=load_configuration(args.context),
+        settings=ControllerSettings(
+            keep_failed_pods=args.keep_failed_pods,
+            stuck_grace_seconds=args.stuck_grace_seconds,
+            status_interval_seconds=args.status_interval_seconds,
+            batch_seconds=args.batch_seconds,
+        ),
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port or None,
+    )
+    namespaces = list(args.namespace)
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=True,
+            memo=kopf.Memo(runtime=runtime),
+        )
+    )
+    return 0

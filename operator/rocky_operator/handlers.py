@@ -1,0 +1,92 @@
+"""The kopf handlers: the only module with ``@kopf`` decorators.
+
+They are deliberately thin. A RockyRun event makes sure a run worker
+(:class:`rocky_operator.kube.controller.RunWorker`) drives the run; an event of one
+of its pods wakes that worker. The worker does the level-based pass (observe pods
+and journal, ``decide()``, create / delete pods, write status once), so bursts of
+pod events coalesce into one pass and one status write instead of one per event.
+
+kopf keeps its own bookkeeping in annotations (``rocky.dev/…``), never in the
+status: the structural schema would prune unknown status fields.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from rocky_operator.api.spec import API_GROUP, API_VERSION, PLURAL
+from rocky_operator.kube.runtime import Runtime
+from rocky_operator.logic.pods import LABEL_RUN
+
+
+def _runtime(memo: Any) -> Runtime:
+    runtime: Runtime = memo.runtime
+    return runtime
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Annotations for kopf's progress and diff-base; no kopf Events from log lines."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="rocky.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="rocky.dev", key="last-handled-configuration"
+    )
+    settings.posting.enabled = False
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+    await _runtime(memo).start()
+
+
+@kopf.on.cleanup()
+async def shutdown(memo: kopf.Memo, **_: Any) -> None:
+    await _runtime(memo).stop()
+
+
+@kopf.on.login()
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    """kopf talks to the same API server, with the same credentials, as the run workers."""
+    config = _runtime(memo).configuration
+    header = config.get_api_key_with_prefix("BearerToken") or ""
+    scheme, _sep, token = header.rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=config.host,
+        ca_path=config.ssl_ca_cert,
+        insecure=not config.verify_ssl,
+        username=config.username or None,
+        password=config.password or None,
+        scheme=scheme or ("Bearer" if token else None),
+        token=token or None,
+        certificate_path=config.cert_file,
+        private_key_path=config.key_file,
+    )
+
+
+@kopf.on.event(API_GROUP, API_VERSION, PLURAL)
+async def rockyrun_event(
+    type: str | None, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any
+) -> None:
+    """Start driving a run (idempotent); stop when it is deleted."""
+    controller = _runtime(memo).controller
+    if type == "DELETED":
+        await controller.forget(namespace, name)
+    else:
+        controller.touch_run(namespace, name, body)
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_RUN: kopf.PRESENT})
+async def runner_pod_event(labels: kopf.Labels, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    """A runner pod changed: wake its run's worker (it coalesces bursts)."""
+    _runtime(memo).controller.wake(namespace, labels[LABEL_RUN])
+
+
+@kopf.on.probe(id="runs")
+def active_runs(memo: kopf.Memo, **_: Any) -> int:
+    """For kopf's liveness endpoint: how many runs this process drives."""
+    return len(_runtime(memo).controller.workers)
+
+
+logging.getLogger("kopf.objects").setLevel(logging.WARNING)

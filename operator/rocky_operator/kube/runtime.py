@@ -1,0 +1,65 @@
+"""Everything one operator process holds: API client, run controller, metrics server.
+
+Built by ``rocky-operator run`` (or a test) and handed to kopf as ``memo.runtime``,
+so the handlers stay free of globals and a test can run two operator lives in one
+process (a restart) with separate state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from kubernetes import client as k8s
+
+from rocky_operator.kube.client import KubeClient
+from rocky_operator.kube.controller import (
+    Controller,
+    ControllerSettings,
+    Discover,
+    discover_with_runner,
+)
+from rocky_operator.metrics import Metrics, MetricsServer
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    """One operator process's state."""
+
+    configuration: k8s.Configuration
+    settings: ControllerSettings = field(default_factory=ControllerSettings)
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int | None = 8080
+    discover: Discover = discover_with_runner
+    clock: Callable[[], datetime] = _utcnow
+    metrics: Metrics = field(default_factory=Metrics)
+    client: KubeClient = field(init=False)
+    controller: Controller = field(init=False)
+    server: MetricsServer | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.client = KubeClient(self.configuration)
+        self.controller = Controller(
+            self.client, self.metrics, self.settings, discover=self.discover, clock=self.clock
+        )
+
+    async def start(self) -> None:
+        if self.metrics_port is not None:
+            self.server = MetricsServer(
+                self.metrics,
+                host=self.metrics_host,
+                port=self.metrics_port,
+                healthy=self.controller.healthy,
+            )
+            await self.server.start()
+
+    async def stop(self) -> None:
+        await self.controller.stop()
+        if self.server is not None:
+            await self.server.stop()
+        self.client.close()

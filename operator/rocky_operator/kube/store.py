@@ -1,0 +1,195 @@
+"""Run records in ConfigMaps owned by the run: plan, journal, output.
+
+See :mod:`rocky_operator.logic.records` for what each record is and why it exists.
+Blobs (plan, output) are gzip streams cut into parts; each part is one ConfigMap
+``<run>-<role>-<i>`` with the part under ``binaryData.part``. Part 0 is written last
+and carries the part count and the SHA-256 of the whole, so a half-written blob (the
+operator killed in between) is never read: it is written again. The journal is
+append-only: each batch is a new ``binaryData`` key added by a merge patch.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rocky_operator.kube.client import KubeClient
+from rocky_operator.logic import records
+from rocky_operator.logic.decide import Attempt
+from rocky_operator.logic.pods import LABEL_ROLE, LABEL_RUN, owner_reference
+from rocky_operator.logic.tables import PlannedTable
+
+ANNOTATION_PARTS = "rocky.dev/parts"
+ANNOTATION_SHA256 = "rocky.dev/sha256"
+ANNOTATION_BYTES = "rocky.dev/bytes"
+
+
+def record_name(run_name: str, role: str, index: int) -> str:
+    return f"{run_name}-{role}-{index}"
+
+
+def _index(cm: dict[str, Any]) -> int:
+    name: str = cm["metadata"]["name"]
+    tail = name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+@dataclass
+class RunStore:
+    """The records of one run. Not thread-safe: one controller task per run uses it."""
+
+    client: KubeClient
+    namespace: str
+    run_name: str
+    run_uid: str
+    _journal_index: int = 0
+    _journal_bytes: int = 0
+    _journal_seq: int = 0
+    _journal_exists: bool = False
+    _loaded: bool = field(default=False, repr=False)
+
+    def _config_map(
+        self, role: str, index: int, binary: dict[str, bytes], annotations: dict[str, str]
+    ) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": record_name(self.run_name, role, index),
+                "namespace": self.namespace,
+                "labels": {LABEL_RUN: self.run_name, LABEL_ROLE: role},
+                "annotations": annotations,
+                "ownerReferences": [owner_reference(self.run_name, self.run_uid)],
+            },
+            "binaryData": {k: base64.b64encode(v).decode("ascii") for k, v in binary.items()},
+        }
+
+    # --- blobs ---------------------------------------------------------------------
+
+    async def write_blob(self, role: str, data: bytes) -> list[str]:
+        """Store bytes as parts; returns the ConfigMap names in order."""
+        parts = records.split(data)
+        names = [record_name(self.run_name, role, i) for i in range(len(parts))]
+        for i in (*range(1, len(parts)), 0):
+            annotations = {}
+            if i == 0:
+                annotations = {
+                    ANNOTATION_PARTS: str(len(parts)),
+                    ANNOTATION_SHA256: records.digest(data),
+                    ANNOTATION_BYTES: str(len(data)),
+                }
+            body = self._config_map(role, i, {"part": parts[i]}, annotations)
+            if not await self.client.create_config_map(self.namespace, body):
+                await self.client.replace_config_map(self.namespace, body)
+        return names
+
+    async def read_blob(self, role: str) -> bytes | None:
+        """The stored bytes, or None when there is no complete blob."""
+        head = await self.client.get_config_map(self.namespace, record_name(self.run_name, role, 0))
+        if head is None:
+            return None
+        annotations = head["metadata"].get("annotations") or {}
+        count = int(annotations.get(ANNOTATION_PARTS, "0") or 0)
+        if count < 1:
+            return None
+        chunks = [_part(head)]
+        for i in range(1, count):
+            cm = await self.client.get_config_map(
+                self.namespace, record_name(self.run_name, role, i)
+            )
+            if cm is None:
+                return None
+            chunks.append(_part(cm))
+        data = b"".join(chunks)
+        if records.digest(data) != annotations.get(ANNOTATION_SHA256):
+            return None
+        return data
+
+    # --- plan ----------------------------------------------------------------------
+
+    async def load_plan(self) -> tuple[list[PlannedTable], list[str]] | None:
+        data = await self.read_blob("plan")
+        if data is None:
+            return None
+        return records.decode_plan(records.decompress(data))
+
+    async def save_plan(self, tables: Sequence[PlannedTable], resumed: Sequence[str]) -> None:
+        await self.write_blob("plan", records.compress(records.encode_plan(tables, resumed)))
+
+    # --- output --------------------------------------------------------------------
+
+    async def save_output(self, doc: dict[str, Any]) -> tuple[list[str], int, str]:
+        raw = records.compress(doc)
+        names = await self.write_blob("output", raw)
+        import gzip
+
+        plain = gzip.decompress(raw)
+        return names, len(plain), records.digest(plain)
+
+    async def load_output(self) -> dict[str, Any] | None:
+        data = await self.read_blob("output")
+        if data is None:
+            return None
+        doc: dict[str, Any] = records.decompress(data)
+        return doc
+
+    # --- journal -------------------------------------------------------------------
+
+    async def load_journal(self) -> list[Attempt]:
+        """Every recorded attempt, in the order written."""
+        maps = await self.client.list_config_maps(
+            self.namespace, {LABEL_RUN: self.run_name, LABEL_ROLE: "journal"}
+        )
+        maps.sort(key=_index)
+        attempts: list[Attempt] = []
+        self._journal_index, self._journal_bytes, self._journal_seq = 0, 0, 0
+        self._journal_exists = False
+        for cm in maps:
+            binary = cm.get("binaryData") or {}
+            index = _index(cm)
+            size = 0
+            for key in sorted(binary):
+                data = base64.b64decode(binary[key])
+                size += len(data)
+                attempts.extend(records.decode_batch(data))
+                if key.startswith("b") and key[1:].isdigit():
+                    self._journal_seq = max(self._journal_seq, int(key[1:]) + 1)
+            if index >= self._journal_index:
+                self._journal_index, self._journal_bytes = index, size
+                self._journal_exists = True
+        self._loaded = True
+        return attempts
+
+    async def append_journal(self, attempts: Sequence[Attempt]) -> None:
+        """Record attempts (started or finished) durably before acting on them."""
+        if not attempts:
+            return
+        if not self._loaded:
+            await self.load_journal()
+        data = records.encode_batch(attempts)
+        key = f"b{self._journal_seq:08d}"
+        self._journal_seq += 1
+        if self._journal_exists and self._journal_bytes + len(data) <= records.JOURNAL_CHUNK_BYTES:
+            await self.client.patch_config_map(
+                self.namespace,
+                record_name(self.run_name, "journal", self._journal_index),
+                {"binaryData": {key: base64.b64encode(data).decode("ascii")}},
+            )
+            self._journal_bytes += len(data)
+            return
+        if self._journal_exists:
+            self._journal_index += 1
+        body = self._config_map("journal", self._journal_index, {key: data}, {})
+        if not await self.client.create_config_map(self.namespace, body):
+            # Someone (an earlier life of this operator) made it: add to it instead.
+            await self.client.patch_config_map(
+                self.namespace, body["metadata"]["name"], {"binaryData": body["binaryData"]}
+            )
+        self._journal_exists = True
+        self._journal_bytes = len(data)
+
+
+def _part(cm: dict[str, Any]) -> bytes:
+    return base64.b64decode((cm.get("binaryData") or {}).get("part", ""))

@@ -1,0 +1,339 @@
+"""Scenario harness: an API server, the operator in-process, and a fake kubelet.
+
+The scenarios in ``test_operator_controller.py`` talk to "a Kubernetes API" only through
+:class:`Cluster` (plain HTTP JSON via ``tests.support.kubeapi.KubeApi``) and plant
+pod outcomes through a kubelet object with ``plant(table, outcomes)``. With kmock the
+kubelet is :class:`FakeKubelet`, which writes pod statuses the way a kubelet does;
+against the real kube-apiserver of the control-plane suite the same scenarios run
+with its node agent (swap the ``cluster`` and ``kubelet`` fixtures).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from kubernetes import client as k8s
+from rocky_operator.api.spec import API_GROUP, API_VERSION, PLURAL
+from rocky_operator.kube.controller import ControllerSettings
+from rocky_operator.kube.runtime import Runtime
+from rocky_operator.logic.pods import LABEL_RUN
+from rocky_runner.contract import (
+    EXIT_CODE_BY_KIND,
+    FailureKind,
+    TableResult,
+    encode_result,
+)
+
+from tests.support.kubeapi import ApiError, KubeApi
+
+JSON = dict[str, Any]
+
+FAST = ControllerSettings(
+    batch_seconds=0.05,
+    status_interval_seconds=0.3,
+    resync_seconds=0.5,
+    stuck_grace_seconds=0.5,
+    error_backoff_seconds=0.2,
+)
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- The API as a scenario sees it --------------------------------------------------------
+
+
+@dataclass
+class Cluster:
+    """What a scenario needs from an API server, in one namespace."""
+
+    api: KubeApi
+    namespace: str
+
+    def run_path(self, name: str | None = None) -> str:
+        base = f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{self.namespace}/{PLURAL}"
+        return f"{base}/{name}" if name else base
+
+    async def create_run(self, name: str, spec: Mapping[str, Any]) -> JSON:
+        body = {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": "RockyRun",
+            "metadata": {"name": name, "namespace": self.namespace, "generation": 1,
+                         "uid": f"uid-{name}"},
+            "spec": dict(spec),
+        }
+        return await self.api.post(self.run_path(), body)
+
+    async def run(self, name: str) -> JSON:
+        return await self.api.get(self.run_path(name))
+
+    async def wait_run(
+        self, name: str, check: Callable[[JSON], bool], *, timeout: float = 8.0
+    ) -> JSON:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                run = await self.run(name)
+            except ApiError:
+                run = {}
+            if run and check(run):
+                return run
+            if time.monotonic() > deadline:
+                raise AssertionError(f"RockyRun {name} did not get there: {json.dumps(run)[:3000]}")
+            await asyncio.sleep(0.05)
+
+    async def wait_finished(self, name: str, *, timeout: float = 8.0) -> JSON:
+        return await self.wait_run(
+            name,
+            lambda r: (r.get("status") or {}).get("phase")
+            in ("Succeeded", "PartialFailure", "Failed"),
+            timeout=timeout,
+        )
+
+    async def pods(self, run: str | None = None) -> list[JSON]:
+        doc = await self.api.get(f"/api/v1/namespaces/{self.namespace}/pods")
+        items: list[JSON] = doc.get("items") or []
+        if run is None:
+            return items
+        return [p for p in items if (p["metadata"].get("labels") or {}).get(LABEL_RUN) == run]
+
+    async def config_maps(self) -> list[JSON]:
+        doc = await self.api.get(f"/api/v1/namespaces/{self.namespace}/configmaps")
+        return list(doc.get("items") or [])
+
+    async def events(self) -> list[JSON]:
+        doc = await self.api.get(f"/api/v1/namespaces/{self.namespace}/events")
+        return list(doc.get("items") or [])
+
+    async def create_secret(self, name: str, data: Mapping[str, str]) -> None:
+        body = {
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+        }
+        await self.api.post(f"/api/v1/namespaces/{self.namespace}/secrets", body)
+
+    async def delete_pod(self, name: str) -> None:
+        with contextlib.suppress(ApiError):
+            await self.api.delete(f"/api/v1/namespaces/{self.namespace}/pods/{name}")
+
+
+# --- Planted pod outcomes ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the fake kubelet makes of one attempt's pod."""
+
+    kind: str
+    """copied | failed | exit | oom | evicted | preempted | deadline | config-error |
+    image-pull | deleted | hang | garbage"""
+    failure_kind: FailureKind | None = None
+    code: int | None = None
+    error: str = ""
+    delay: float = 0.0
+
+
+def copied() -> Outcome:
+    return Outcome("copied")
+
+
+def failed(kind: FailureKind, error: str = "") -> Outcome:
+    return Outcome("failed", failure_kind=kind, error=error or f"planted {kind} failure")
+
+
+def exit_only(code: int) -> Outcome:
+    return Outcome("exit", code=code)
+
+
+def garbage(code: int) -> Outcome:
+    return Outcome("garbage", code=code)
+
+
+@dataclass
+class FakeKubelet:
+    """Plays a kubelet for pods on a test API server: status as the planted outcomes say.
+
+    Outcomes are planted per source table name (the last part of the asset key) and
+    per attempt (the last planted outcome repeats); an unplanted table copies.
+    """
+
+    api: KubeApi
+    namespace: str
+    planted: dict[str, list[Outcome]] = field(default_factory=dict)
+    handled: set[str] = field(default_factory=set)
+    paused: bool = False
+    _task: asyncio.Task[None] | None = None
+
+    def plant(self, table: str, outcomes: Sequence[Outcome]) -> None:
+        self.planted[table] = list(outcomes)
+
+    async def __aenter__(self) -> FakeKubelet:
+        self._task = asyncio.create_task(self._loop())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            if not self.paused:
+                try:
+                    doc = await self.api.get(f"/api/v1/namespaces/{self.namespace}/pods")
+                except ApiError:
+                    doc = {}
+                fresh = [p for p in doc.get("items") or []
+                         if p["metadata"]["name"] not in self.handled]
+                await asyncio.gather(*(self._play(p) for p in fresh))
+            await asyncio.sleep(0.03)
+
+    async def _play(self, pod: JSON) -> None:
+        name = pod["metadata"]["name"]
+        self.handled.add(name)
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0].get("env", [])}
+        task = json.loads(env["ROCKY_TASK"])
+        attempt = int(pod["metadata"]["labels"]["rocky.dev/attempt"])
+        plan = self.planted.get(task["source"]["table"], [copied()])
+        outcome = plan[min(attempt, len(plan)) - 1]
+        if outcome.delay:
+            await asyncio.sleep(outcome.delay)
+        status = pod_status(outcome, task["asset_key"])
+        path = f"/api/v1/namespaces/{self.namespace}/pods/{name}"
+        try:
+            if outcome.kind == "deleted":
+                await self.api.merge_patch(path + "/status", pod_status(Outcome("hang"), []))
+                await asyncio.sleep(0.1)
+                await self.api.delete(path)
+            elif status is not None:
+                await self.api.merge_patch(path + "/status", status)
+        except ApiError:
+            pass
+
+
+def _terminated(code: int, message: str | None, reason: str = "Error") -> JSON:
+    term: JSON = {"exitCode": code, "reason": "Completed" if code == 0 else reason,
+                  "startedAt": now_rfc3339(), "finishedAt": now_rfc3339()}
+    if message is not None:
+        term["message"] = message
+    return {"name": "runner", "ready": False, "restartCount": 0, "image": "runner",
+            "state": {"terminated": term}}
+
+
+def pod_status(outcome: Outcome, asset_key: list[str]) -> JSON | None:
+    """The ``status`` a kubelet would write for this outcome (None: leave it running)."""
+    running = {"name": "runner", "ready": True, "restartCount": 0, "image": "runner",
+               "state": {"running": {"startedAt": now_rfc3339()}}}
+    base: JSON = {"startTime": now_rfc3339()}
+    match outcome.kind:
+        case "copied":
+            msg = encode_result(TableResult(asset_key=asset_key, outcome="copied", rows_copied=3,
+                                            duration_ms=5)).decode()
+            return {"status": {**base, "phase": "Succeeded",
+                               "containerStatuses": [_terminated(0, msg)]}}
+        case "failed":
+            kind = outcome.failure_kind or FailureKind.UNKNOWN
+            msg = encode_result(TableResult(asset_key=asset_key, outcome="failed",
+                                            failure_kind=kind, error=outcome.error)).decode()
+            return {"status": {**base, "phase": "Failed",
+                               "containerStatuses": [_terminated(EXIT_CODE_BY_KIND[kind], msg)]}}
+        case "exit":
+            return {"status": {**base, "phase": "Failed",
+                               "containerStatuses": [_terminated(outcome.code or 1, None)]}}
+        case "garbage":
+            return {"status": {**base, "phase": "Failed", "containerStatuses": [
+                _terminated(outcome.code or 1, "Traceback (most recent call last): boom")]}}
+        case "oom":
+            return {"status": {**base, "phase": "Failed",
+                               "containerStatuses": [_terminated(137, None, "OOMKilled")]}}
+        case "evicted":
+            return {"status": {**base, "phase": "Failed", "reason": "Evicted",
+                               "message": "The node was low on resource: memory.",
+                               "containerStatuses": [_terminated(137, None)]}}
+        case "preempted":
+            return {"status": {**base, "phase": "Failed", "conditions": [
+                {"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
+                 "message": "preempted by a higher-priority pod"}],
+                "containerStatuses": [_terminated(143, None)]}}
+        case "deadline":
+            return {"status": {**base, "phase": "Failed", "reason": "DeadlineExceeded",
+                               "message": "Pod was active on the node longer than the specified "
+                               "deadline", "containerStatuses": [_terminated(143, None)]}}
+        case "config-error":
+            return {"status": {**base, "phase": "Pending", "containerStatuses": [
+                {"name": "runner", "ready": False, "restartCount": 0, "image": "runner",
+                 "state": {"waiting": {"reason": "CreateContainerConfigError",
+                                       "message": 'secret "missing" not found'}}}]}}
+        case "image-pull":
+            return {"status": {**base, "phase": "Pending", "containerStatuses": [
+                {"name": "runner", "ready": False, "restartCount": 0, "image": "runner",
+                 "state": {"waiting": {"reason": "ImagePullBackOff",
+                                       "message": "Back-off pulling image"}}}]}}
+        case "hang":
+            return {"status": {**base, "phase": "Running", "containerStatuses": [running]}}
+    raise ValueError(f"unknown planted outcome {outcome.kind}")
+
+
+# --- The operator in-process --------------------------------------------------------------
+
+
+@dataclass
+class OperatorLife:
+    """One life of the operator: kopf running in this event loop until stopped."""
+
+    runtime: Runtime
+    namespace: str
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        import rocky_operator.handlers  # noqa: F401  (registers the handlers)
+
+        self._task = asyncio.create_task(
+            kopf.operator(
+                namespaces=[self.namespace], standalone=True, stop_flag=self._stop,
+                memo=kopf.Memo(runtime=self.runtime),
+            )
+        )
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout=15)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+
+
+def configuration_for(server: str) -> k8s.Configuration:
+    configuration = k8s.Configuration()
+    configuration.host = server
+    return configuration
+
+
+@contextlib.asynccontextmanager
+async def operator_life(
+    server: str, namespace: str, settings: ControllerSettings = FAST, **kwargs: Any
+) -> AsyncIterator[OperatorLife]:
+    runtime = Runtime(configuration=configuration_for(server), settings=settings,
+                      metrics_port=None, **kwargs)
+    life = OperatorLife(runtime, namespace)
+    await life.start()
+    try:
+        yield life
+    finally:
+        await life.stop()
