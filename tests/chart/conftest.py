@@ -95,7 +95,9 @@ def render(helm: Path) -> Render:
     return _render
 
 
-def find(manifests: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
+def find(
+    manifests: list[dict[str, Any]], kind: str, name: str | None = None
+) -> list[dict[str, Any]]:
     """Manifests of one kind (and name)."""
     return [
         m

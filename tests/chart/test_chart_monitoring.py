@@ -23,9 +23,9 @@ import promql_parser
 import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
+from tests.chart.conftest import CHART, Render, only
 
 from rocky_operator.metrics import Metrics
-from tests.chart.conftest import CHART, Render, only
 
 HERE = Path(__file__).parent
 #: Labels Prometheus adds to every scraped series (target labels).
@@ -109,7 +109,9 @@ def check_query(expr: str, exported: dict[str, set[str]], where: str) -> set[str
     unknown = names - known.keys()
     assert not unknown, f"{where}: {sorted(unknown)} not exported by rocky_operator.metrics"
     available = TARGET_LABELS.union(*(known[n] for n in names))
-    assert labels <= available, f"{where}: labels {sorted(labels - available)} not on {sorted(names)}"
+    assert labels <= available, (
+        f"{where}: labels {sorted(labels - available)} not on {sorted(names)}"
+    )
     return names
 
 
@@ -121,7 +123,8 @@ def test_reference_checker_catches_unknown_names_and_labels() -> None:
         check_query("rate(rocky_run_total[5m])", exported, "typo")
     with pytest.raises(AssertionError, match="namespace"):
         check_query(
-            'histogram_quantile(0.9, sum by (le) (rate(rocky_run_duration_seconds_bucket{namespace="a"}[5m])))',
+            "histogram_quantile(0.9, sum by (le) "
+            '(rate(rocky_run_duration_seconds_bucket{namespace="a"}[5m])))',
             exported,
             "histograms have no namespace label",
         )
@@ -140,7 +143,10 @@ def rendered_rules(render: Render, *, annotations: bool = True) -> dict[str, Any
 
 
 def test_promtool_check_rules(render: Render, promtool: Path, tmp_path: Path) -> None:
-    for scenario, values in (("defaults", []), ("monitoring", [CHART / "ci" / "monitoring-values.yaml"])):
+    for scenario, values in (
+        ("defaults", []),
+        ("monitoring", [CHART / "ci" / "monitoring-values.yaml"]),
+    ):
         manifests = render(values=values, set_values=["prometheusRule.enabled=true"])
         rules = {"groups": only(manifests, "PrometheusRule")["spec"]["groups"]}
         path = tmp_path / f"{scenario}.rules.yaml"
@@ -188,7 +194,8 @@ def test_every_alert_is_actionable(render: Render) -> None:
     docs = (CHART.parents[1] / "docs" / "install.md").read_text()
     for name, rule in alerts.items():
         annotations = rule["annotations"]
-        assert annotations["summary"] and len(annotations["description"]) > 150, name
+        assert annotations["summary"], name
+        assert len(annotations["description"]) > 150, name
         anchor = annotations["runbook_url"].rsplit("#", 1)[1]
         assert anchor == name.lower()
         assert re.search(rf"^#+ .*{name}\b", docs, re.MULTILINE), f"docs/install.md lacks {name}"
@@ -241,7 +248,7 @@ def test_dashboard_shows_what_on_call_needs() -> None:
     exprs = {title: " ".join(t["expr"] for t in p["targets"]) for title, p in panels.items()}
 
     def panel_with(*fragments: str) -> str:
-        hits = [t for t, e in exprs.items() if all(f in e for f in fragments)]
+        hits: list[str] = [t for t, e in exprs.items() if all(f in e for f in fragments)]
         assert hits, f"no panel queries {fragments}"
         return hits[0]
 

@@ -14,11 +14,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import kubernetes_validate
+import jsonschema  # type: ignore[import-untyped]
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
-
 from tests.chart.conftest import (
     CHART,
     KUBERNETES_VERSION,
@@ -33,7 +32,10 @@ from tests.chart.conftest import (
 
 #: Kinds served by CRDs of add-ons (Prometheus Operator); kubernetes-validate has no schema
 #: for them. Their content is checked by the monitoring tests (promtool, metric names).
-ADDON_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
+ADDON_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
 
 
 @pytest.mark.parametrize("values", SCENARIOS, ids=scenario_id)
@@ -44,7 +46,8 @@ def test_helm_lint_strict(helm: Path, values: Path | None) -> None:
     proc = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 chart(s) linted, 0 chart(s) failed" in proc.stdout
-    assert "[ERROR]" not in proc.stdout and "[WARNING]" not in proc.stdout, proc.stdout
+    assert "[ERROR]" not in proc.stdout, proc.stdout
+    assert "[WARNING]" not in proc.stdout, proc.stdout
 
 
 @pytest.mark.parametrize("values", SCENARIOS, ids=scenario_id)
@@ -70,7 +73,9 @@ def test_chart_crds_validate_and_match_generated_crd() -> None:
     for source in generated:
         copy = CHART / "crds" / source.name
         assert copy.exists(), f"{copy} missing: cp {source} {copy}"
-        assert copy.read_text() == source.read_text(), f"{copy} drifted from {source}: cp {source} {copy}"
+        assert copy.read_text() == source.read_text(), (
+            f"{copy} drifted from {source}: cp {source} {copy}"
+        )
         for doc in yaml.safe_load_all(copy.read_text()):
             kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
     assert sorted(p.name for p in (CHART / "crds").glob("*.yaml")) == [p.name for p in generated]
@@ -104,9 +109,10 @@ def test_operator_args_parse_with_the_real_command_line(render: Render) -> None:
         parser = argparse.ArgumentParser(exit_on_error=False)
         run_command.add_arguments(parser)
         args = parser.parse_args(container["args"][1:])
-        assert args.metrics_port == deployment["spec"]["template"]["spec"]["containers"][0][
-            "ports"
-        ][0]["containerPort"]
+        assert (
+            args.metrics_port
+            == deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+        )
 
 
 def test_defaults_meet_restricted_pod_security_standard(render: Render) -> None:
@@ -166,12 +172,15 @@ CLUSTER_RULES = {"apiextensions.k8s.io/customresourcedefinitions": {"get", "list
 
 def test_cluster_wide_rbac_is_least_privilege(render: Render) -> None:
     manifests = render()
-    assert not find(manifests, "Role") and not find(manifests, "RoleBinding")
+    assert not find(manifests, "Role")
+    assert not find(manifests, "RoleBinding")
     role = only(manifests, "ClusterRole")
     assert _rules_by_resource(role) == NAMESPACED_RULES | CLUSTER_RULES
     binding = only(manifests, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rocky", "namespace": NAMESPACE}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "rocky", "namespace": NAMESPACE}
+    ]
     assert not any("*" in rule["verbs"] or "*" in rule["resources"] for rule in role["rules"])
 
 
@@ -189,7 +198,8 @@ def test_watch_namespaces_gives_roles_per_namespace(render: Render) -> None:
     # Only CRD discovery stays cluster-wide.
     assert _rules_by_resource(only(manifests, "ClusterRole")) == CLUSTER_RULES
     args = only(manifests, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--namespace=team-a" in args and "--namespace=team-b" in args
+    assert "--namespace=team-a" in args
+    assert "--namespace=team-b" in args
     assert "--all-namespaces" not in args
     runner_accounts = [
         sa for sa in find(manifests, "ServiceAccount") if sa["metadata"]["name"] == "rocky-runner"
@@ -204,16 +214,24 @@ def test_watch_namespaces_gives_roles_per_namespace(render: Render) -> None:
 
 def test_addons_off_by_default_and_on_when_enabled(render: Render) -> None:
     kinds = {m["kind"] for m in render()}
-    assert "ServiceMonitor" not in kinds and "PrometheusRule" not in kinds
+    assert "ServiceMonitor" not in kinds
+    assert "PrometheusRule" not in kinds
     assert not any(m["kind"] == "ConfigMap" for m in render())
     manifests = render(
-        set_values=["serviceMonitor.enabled=true", "prometheusRule.enabled=true", "dashboard.enabled=true"]
+        set_values=[
+            "serviceMonitor.enabled=true",
+            "prometheusRule.enabled=true",
+            "dashboard.enabled=true",
+        ]
     )
     monitor = only(manifests, "ServiceMonitor")
     (endpoint,) = monitor["spec"]["endpoints"]
-    assert endpoint["port"] == "metrics" and endpoint["honorLabels"] is True
+    assert endpoint["port"] == "metrics"
+    assert endpoint["honorLabels"] is True
     service = only(manifests, "Service")
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
     dashboard = only(manifests, "ConfigMap")
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["rocky-operator.json"])["uid"] == "rocky-operator"
@@ -306,7 +324,8 @@ def test_kube_version_constraint(helm: Path) -> None:
         timeout=60,
         check=False,
     )
-    assert old.returncode != 0 and "kubeVersion" in old.stderr
+    assert old.returncode != 0
+    assert "kubeVersion" in old.stderr
     new = subprocess.run(
         [str(helm), "template", "r", str(CHART), "--kube-version", "1.30.0"],
         capture_output=True,
