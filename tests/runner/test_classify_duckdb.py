@@ -223,6 +223,7 @@ def test_error_that_arrives_as_a_string_is_unknown(conn: duckdb.DuckDBPyConnecti
 
 def test_wrapped_error_is_classified_through_the_chain(conn: duckdb.DuckDBPyConnection) -> None:
     original = raised_by(conn, "SELECT * FROM src__acme.nope")
+
     def copy() -> None:
         try:
             raise original
