@@ -1,4 +1,4 @@
-"""DuckDB failure classification: one test per row of docs/classification.md's DuckDB
+"""DuckDB failure classification: one test per row of docs/classification-duckdb.md's DuckDB
 table, each error raised by the real DuckDB engine (real files, a second real process
 holding the lock, conn.interrupt, a tiny memory_limit), then classified."""
 

@@ -1,7 +1,7 @@
 """DuckDB's exceptions -> failure_kind, by class (DuckDB has no SQLSTATE or error codes).
 
 The mapping, with the reason for each choice, is the DuckDB table in
-``docs/classification.md``; every row has a test that triggers it through the real
+``docs/classification-duckdb.md``; every row has a test that triggers it through the real
 engine (``tests/runner/test_classify_duckdb.py``).
 """
 
