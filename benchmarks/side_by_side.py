@@ -161,7 +161,7 @@ def measure(
     name: str,
     namespace: str,
     tables: int,
-    submit: Callable[[], None],
+    submit: Callable[[], object],
     finished: Callable[[], bool],
     timeout: float,
 ) -> SideResult:
@@ -199,7 +199,7 @@ def run_job(cp: ControlPlane, warehouse: Path, tables: int, parallelism: int) ->
         "Indexed Job",
         ns,
         tables,
-        lambda: apply_yaml(cp, manifest, namespace=ns) and None,
+        lambda: apply_yaml(cp, manifest, namespace=ns),
         done,
         timeout=3600,
     )
@@ -236,7 +236,7 @@ def run_rockyrun(
             "RockyRun",
             ns,
             tables,
-            lambda: kubectl(cp, "-n", ns, "apply", "-f", str(manifest)) and None,
+            lambda: kubectl(cp, "-n", ns, "apply", "-f", str(manifest)),
             done,
             timeout=3600,
         )

@@ -10,10 +10,12 @@ import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 from kubernetes import client, config
 from tests.support.control_plane import ControlPlane, binaries_dir
+from tests.support.e2e import Rest
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -37,11 +39,14 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
 @pytest.fixture(scope="session")
 def api_client(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
     """A `kubernetes` client authenticated as the cluster admin."""
-    api = config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+    api = cast(
+        client.ApiClient,
+        config.new_client_from_config(config_file=str(control_plane.kubeconfig)),  # type: ignore[no-untyped-call]
+    )
     try:
         yield api
     finally:
-        api.close()
+        api.close()  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture
@@ -49,13 +54,19 @@ def core_v1(api_client: client.ApiClient) -> client.CoreV1Api:
     return client.CoreV1Api(api_client)
 
 
+@pytest.fixture(scope="session")
+def rest(control_plane: ControlPlane) -> Rest:
+    """Plain-JSON API calls as the cluster admin."""
+    return Rest(control_plane)
+
+
 @pytest.fixture
-def namespace(core_v1: client.CoreV1Api, request: pytest.FixtureRequest) -> Iterator[str]:
+def namespace(rest: Rest, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace for one test, deleted (without waiting) afterwards."""
     base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
     name = f"{base}-{secrets.token_hex(3)}"
-    core_v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    rest.post("/api/v1/namespaces", {"metadata": {"name": name}})
     try:
         yield name
     finally:
-        core_v1.delete_namespace(name)
+        rest.delete(f"/api/v1/namespaces/{name}")

@@ -4,12 +4,13 @@ garbage-collects by ownerReference, the node agent's Node is Ready, and request 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
-from kubernetes import client
+import pytest
 from tests.support.control_plane import REPO, ControlPlane, audit_counts, audit_offset
-from tests.support.e2e import apply_yaml, kubectl, kubectl_json, wait_for
+from tests.support.e2e import Rest, apply_yaml, kubectl, kubectl_json, wait_for
 
 
 def test_apiserver_ready_and_kubectl_reports_the_pinned_release(
@@ -31,7 +32,7 @@ def test_node_agent_registers_a_ready_node_with_a_lease(control_plane: ControlPl
 
 
 def test_kubectl_apply_round_trips_through_the_apiserver(
-    control_plane: ControlPlane, namespace: str, core_v1: client.CoreV1Api
+    control_plane: ControlPlane, namespace: str, rest: Rest
 ) -> None:
     out = apply_yaml(
         control_plane,
@@ -39,7 +40,7 @@ def test_kubectl_apply_round_trips_through_the_apiserver(
         namespace=namespace,
     )
     assert "configmap/settings created" in out
-    assert core_v1.read_namespaced_config_map("settings", namespace).data == {"k": "v"}
+    assert rest.read(namespace, "configmaps", "settings")["data"] == {"k": "v"}
     # The API server validates: a malformed object is rejected with its message.
     bad = kubectl(
         control_plane,
@@ -56,11 +57,9 @@ def test_kubectl_apply_round_trips_through_the_apiserver(
 
 
 def test_garbage_collector_deletes_a_pod_whose_owner_is_deleted(
-    control_plane: ControlPlane, namespace: str, core_v1: client.CoreV1Api
+    control_plane: ControlPlane, namespace: str, rest: Rest
 ) -> None:
-    owner = core_v1.create_namespaced_config_map(
-        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner"))
-    )
+    owner = rest.create(namespace, "configmaps", {"metadata": {"name": "owner"}})
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -71,7 +70,7 @@ def test_garbage_collector_deletes_a_pod_whose_owner_is_deleted(
                     "apiVersion": "v1",
                     "kind": "ConfigMap",
                     "name": "owner",
-                    "uid": owner.metadata.uid,
+                    "uid": owner["metadata"]["uid"],
                 }
             ],
         },
@@ -80,16 +79,15 @@ def test_garbage_collector_deletes_a_pod_whose_owner_is_deleted(
             "containers": [{"name": "main", "image": "none", "command": ["sleep", "60"]}],
         },
     }
-    core_v1.create_namespaced_pod(namespace, pod)
+    rest.create(namespace, "pods", pod)
     wait_for(
-        lambda: core_v1.read_namespaced_pod("owned", namespace).status.phase == "Running",
+        lambda: rest.read(namespace, "pods", "owned")["status"].get("phase") == "Running",
         what="the owned pod to run",
     )
-    core_v1.delete_namespaced_config_map("owner", namespace)
+    rest.remove(namespace, "configmaps", "owner")
 
     def gone() -> bool:
-        names = [p.metadata.name for p in core_v1.list_namespaced_pod(namespace).items]
-        return "owned" not in names
+        return not rest.exists(f"/api/v1/namespaces/{namespace}/pods/owned")
 
     wait_for(gone, timeout=60, what="the garbage collector to delete the owned pod")
 
@@ -111,14 +109,14 @@ def test_request_counts_from_metrics_and_audit_log(
     assert wait_for(lambda: counted() >= 3, what="3 audited requests") is True
 
 
-def test_control_plane_script_up_status_down(control_plane: ControlPlane, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
+def test_control_plane_script_up_status_down(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     state = tmp_path_factory.mktemp("cp-script")
     env = {"ROCKY_K8S_BIN_DIR": str(control_plane.bin_dir), "ROCKY_PYTHON": sys.executable}
     script = str(REPO / "scripts" / "control-plane")
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        import os
-
         return subprocess.run(
             [script, "--state-dir", str(state), *args],
             capture_output=True,
@@ -151,8 +149,6 @@ def test_control_plane_script_up_status_down(control_plane: ControlPlane, tmp_pa
 
 
 def _alive(pid: int) -> bool:
-    import os
-
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

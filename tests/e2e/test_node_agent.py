@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 from tests.support.control_plane import ControlPlane
-from tests.support.e2e import wait_for
+from tests.support.e2e import Rest, wait_for
 
 PY = "python"
 
@@ -45,16 +44,15 @@ def pod_manifest(
     }
 
 
-def read_pod(core_v1: client.CoreV1Api, namespace: str, name: str) -> dict[str, Any]:
-    resp = core_v1.read_namespaced_pod(name, namespace, _preload_content=False)
-    return dict(json.loads(resp.data))
+def read_pod(rest: Rest, namespace: str, name: str) -> dict[str, Any]:
+    return rest.read(namespace, "pods", name)
 
 
 def wait_phase(
-    core_v1: client.CoreV1Api, namespace: str, name: str, phases: set[str], timeout: float = 30
+    rest: Rest, namespace: str, name: str, phases: set[str], timeout: float = 30
 ) -> dict[str, Any]:
     def probe() -> dict[str, Any] | None:
-        pod = read_pod(core_v1, namespace, name)
+        pod = read_pod(rest, namespace, name)
         return pod if pod.get("status", {}).get("phase") in phases else None
 
     return wait_for(probe, timeout=timeout, what=f"pod {name} in {sorted(phases)}")
@@ -65,23 +63,19 @@ def container_state(pod: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_pod_runs_to_succeeded_with_env_and_termination_message(
-    control_plane: ControlPlane, namespace: str, core_v1: client.CoreV1Api
+    control_plane: ControlPlane, namespace: str, rest: Rest
 ) -> None:
-    core_v1.create_namespaced_secret(
-        namespace,
-        client.V1Secret(metadata=client.V1ObjectMeta(name="creds"), string_data={"token": "s3"}),
+    rest.create(
+        namespace, "secrets", {"metadata": {"name": "creds"}, "stringData": {"token": "s3"}}
     )
-    core_v1.create_namespaced_config_map(
-        namespace,
-        client.V1ConfigMap(metadata=client.V1ObjectMeta(name="cfg"), data={"mode": "full"}),
-    )
+    rest.create(namespace, "configmaps", {"metadata": {"name": "cfg"}, "data": {"mode": "full"}})
     script = (
         "import json, os; "
         "open(os.environ['ROCKY_RESULT_PATH'], 'w').write(json.dumps({"
         "'token_len': len(os.environ['TOKEN']), 'mode': os.environ['MODE'], "
         "'greeting': os.environ['GREETING'], 'pod': os.environ['POD']}))"
     )
-    env = [
+    env: list[dict[str, Any]] = [
         {"name": "ROCKY_RESULT_PATH", "value": "/dev/termination-log"},
         {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
         {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "mode"}}},
@@ -89,8 +83,8 @@ def test_pod_runs_to_succeeded_with_env_and_termination_message(
         {"name": "GREETING", "value": "hello $(NAME)"},
         {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
-    core_v1.create_namespaced_pod(namespace, pod_manifest("ok", [PY, "-c", script], env=env))
-    pod = wait_phase(core_v1, namespace, "ok", {"Succeeded", "Failed"})
+    rest.create(namespace, "pods", pod_manifest("ok", [PY, "-c", script], env=env))
+    pod = wait_phase(rest, namespace, "ok", {"Succeeded", "Failed"})
     assert pod["spec"]["nodeName"] == "rocky-node"
     assert pod["status"]["phase"] == "Succeeded"
     term = container_state(pod)["terminated"]
@@ -110,52 +104,53 @@ def test_pod_runs_to_succeeded_with_env_and_termination_message(
 
 
 def test_exit_code_and_fallback_to_logs_on_error(
-    control_plane: ControlPlane, namespace: str, core_v1: client.CoreV1Api
+    control_plane: ControlPlane, namespace: str, rest: Rest
 ) -> None:
     script = "import sys; print('first line'); sys.stderr.write('boom: bad thing\\n'); sys.exit(13)"
-    core_v1.create_namespaced_pod(
+    rest.create(
         namespace,
+        "pods",
         pod_manifest("fails", [PY, "-c", script], terminationMessagePolicy="FallbackToLogsOnError"),
     )
-    core_v1.create_namespaced_pod(namespace, pod_manifest("fails-file", [PY, "-c", script]))
-    pod = wait_phase(core_v1, namespace, "fails", {"Succeeded", "Failed"})
+    rest.create(namespace, "pods", pod_manifest("fails-file", [PY, "-c", script]))
+    pod = wait_phase(rest, namespace, "fails", {"Succeeded", "Failed"})
     term = container_state(pod)["terminated"]
     assert pod["status"]["phase"] == "Failed"
     assert (term["exitCode"], term["reason"]) == (13, "Error")
     assert "boom: bad thing" in term["message"]
     # The default policy (File) does not fall back to the log.
-    plain = container_state(wait_phase(core_v1, namespace, "fails-file", {"Failed"}))
+    plain = container_state(wait_phase(rest, namespace, "fails-file", {"Failed"}))
     assert "message" not in plain["terminated"]
 
 
 def test_termination_message_is_cut_at_4096_bytes(
-    control_plane: ControlPlane, namespace: str, core_v1: client.CoreV1Api
+    control_plane: ControlPlane, namespace: str, rest: Rest
 ) -> None:
     script = "import os; open(os.environ['ROCKY_RESULT_PATH'], 'w').write('x' * 10000)"
-    core_v1.create_namespaced_pod(namespace, pod_manifest("big", [PY, "-c", script]))
-    term = container_state(wait_phase(core_v1, namespace, "big", {"Succeeded"}))["terminated"]
+    rest.create(namespace, "pods", pod_manifest("big", [PY, "-c", script]))
+    term = container_state(wait_phase(rest, namespace, "big", {"Succeeded"}))["terminated"]
     assert term["message"] == "x" * 4096
 
 
 def test_missing_secret_waits_with_create_container_config_error_then_runs(
-    control_plane: ControlPlane, namespace: str, core_v1: client.CoreV1Api
+    control_plane: ControlPlane, namespace: str, rest: Rest
 ) -> None:
     env = [{"name": "T", "valueFrom": {"secretKeyRef": {"name": "later", "key": "token"}}}]
-    core_v1.create_namespaced_pod(
-        namespace, pod_manifest("waits", [PY, "-c", "import os; assert os.environ['T']"], env=env)
+    rest.create(
+        namespace,
+        "pods",
+        pod_manifest("waits", [PY, "-c", "import os; assert os.environ['T']"], env=env),
     )
 
     def waiting() -> dict[str, Any] | None:
-        statuses = read_pod(core_v1, namespace, "waits").get("status", {}).get("containerStatuses")
+        statuses = read_pod(rest, namespace, "waits").get("status", {}).get("containerStatuses")
         return statuses[0]["state"].get("waiting") if statuses else None
 
     state = wait_for(waiting, what="a waiting container")
     assert state == {"reason": "CreateContainerConfigError", "message": 'secret "later" not found'}
-    assert read_pod(core_v1, namespace, "waits")["status"]["phase"] == "Pending"
+    assert read_pod(rest, namespace, "waits")["status"]["phase"] == "Pending"
     # A Secret without the key: the kubelet's other message.
-    core_v1.create_namespaced_secret(
-        namespace, client.V1Secret(metadata=client.V1ObjectMeta(name="later"), string_data={})
-    )
+    rest.create(namespace, "secrets", {"metadata": {"name": "later"}})
     wait_for(
         lambda: (
             (waiting() or {}).get("message")
@@ -163,20 +158,20 @@ def test_missing_secret_waits_with_create_container_config_error_then_runs(
         ),
         what="the missing-key message",
     )
-    core_v1.patch_namespaced_secret("later", namespace, {"stringData": {"token": "t"}})
-    assert wait_phase(core_v1, namespace, "waits", {"Succeeded", "Failed"})["status"]["phase"] == (
+    rest.merge_patch(
+        f"/api/v1/namespaces/{namespace}/secrets/later", {"stringData": {"token": "t"}}
+    )
+    assert wait_phase(rest, namespace, "waits", {"Succeeded", "Failed"})["status"]["phase"] == (
         "Succeeded"
     )
 
 
 def test_active_deadline_fails_the_pod_with_deadline_exceeded(
-    control_plane: ControlPlane, namespace: str, core_v1: client.CoreV1Api
+    control_plane: ControlPlane, namespace: str, rest: Rest
 ) -> None:
-    core_v1.create_namespaced_pod(
-        namespace, pod_manifest("slow", ["sleep", "60"], activeDeadlineSeconds=2)
-    )
+    rest.create(namespace, "pods", pod_manifest("slow", ["sleep", "60"], activeDeadlineSeconds=2))
     started = time.monotonic()
-    pod = wait_phase(core_v1, namespace, "slow", {"Succeeded", "Failed"}, timeout=30)
+    pod = wait_phase(rest, namespace, "slow", {"Succeeded", "Failed"}, timeout=30)
     assert time.monotonic() - started < 20
     assert pod["status"]["phase"] == "Failed"
     assert pod["status"]["reason"] == "DeadlineExceeded"
@@ -184,7 +179,7 @@ def test_active_deadline_fails_the_pod_with_deadline_exceeded(
 
 
 def test_deletion_sends_sigterm_then_removes_the_pod(
-    control_plane: ControlPlane, namespace: str, core_v1: client.CoreV1Api, tmp_path: Path
+    control_plane: ControlPlane, namespace: str, rest: Rest, tmp_path: Path
 ) -> None:
     marker = tmp_path / "got-sigterm"
     script = (
@@ -196,27 +191,29 @@ def test_deletion_sends_sigterm_then_removes_the_pod(
         "print('ready', flush=True)\n"
         "time.sleep(120)\n"
     )
-    core_v1.create_namespaced_pod(
-        namespace, pod_manifest("victim", [PY, "-c", script], terminationGracePeriodSeconds=10)
+    rest.create(
+        namespace,
+        "pods",
+        pod_manifest("victim", [PY, "-c", script], terminationGracePeriodSeconds=10),
     )
-    pod = wait_phase(core_v1, namespace, "victim", {"Running"})
+    pod = wait_phase(rest, namespace, "victim", {"Running"})
     log = (
         control_plane.node_work_dir
         / "pods"
         / (f"{namespace}_victim_{pod['metadata']['uid']}/main.log")
     )
     wait_for(lambda: log.exists() and "ready" in log.read_text(), what="the handler installed")
-    core_v1.delete_namespaced_pod("victim", namespace)
+    rest.remove(namespace, "pods", "victim")
 
     def gone() -> bool:
-        return not [p for p in core_v1.list_namespaced_pod(namespace).items]
+        return not rest.items(namespace, "pods")
 
     wait_for(gone, timeout=20, what="the pod to be removed")
     assert marker.read_text() == "term"
 
 
 def test_deletion_kills_after_the_grace_period(
-    control_plane: ControlPlane, namespace: str, core_v1: client.CoreV1Api, tmp_path: Path
+    control_plane: ControlPlane, namespace: str, rest: Rest, tmp_path: Path
 ) -> None:
     pidfile = tmp_path / "pid"
     script = (
@@ -225,14 +222,14 @@ def test_deletion_kills_after_the_grace_period(
         f"pathlib.Path({str(pidfile)!r}).write_text(str(os.getpid()))\n"
         "time.sleep(120)\n"
     )
-    core_v1.create_namespaced_pod(namespace, pod_manifest("stubborn", [PY, "-c", script]))
-    wait_phase(core_v1, namespace, "stubborn", {"Running"})
+    rest.create(namespace, "pods", pod_manifest("stubborn", [PY, "-c", script]))
+    wait_phase(rest, namespace, "stubborn", {"Running"})
     wait_for(pidfile.exists, what="the pid file")
     pid = int(pidfile.read_text())
     started = time.monotonic()
-    core_v1.delete_namespaced_pod("stubborn", namespace, grace_period_seconds=2)
+    rest.remove(namespace, "pods", "stubborn", grace=2)
     wait_for(
-        lambda: not core_v1.list_namespaced_pod(namespace).items,
+        lambda: not rest.items(namespace, "pods"),
         timeout=20,
         what="the pod to be removed",
     )
@@ -248,13 +245,14 @@ def test_deletion_kills_after_the_grace_period(
 def test_simulated_oom_kill_and_eviction(
     control_plane: ControlPlane,
     namespace: str,
-    core_v1: client.CoreV1Api,
+    rest: Rest,
     hook: str,
     phase: str,
     reason: str,
 ) -> None:
-    core_v1.create_namespaced_pod(
+    rest.create(
         namespace,
+        "pods",
         pod_manifest(
             "sim",
             ["sleep", "60"],
@@ -264,7 +262,7 @@ def test_simulated_oom_kill_and_eviction(
             },
         ),
     )
-    pod = wait_phase(core_v1, namespace, "sim", {"Succeeded", "Failed"})
+    pod = wait_phase(rest, namespace, "sim", {"Succeeded", "Failed"})
     assert pod["status"]["phase"] == phase
     term = container_state(pod)["terminated"]
     assert term["exitCode"] == 137
@@ -279,10 +277,11 @@ def test_simulated_oom_kill_and_eviction(
 
 
 def test_simulated_image_pull_backoff_stays_pending_until_deleted(
-    control_plane: ControlPlane, namespace: str, core_v1: client.CoreV1Api
+    control_plane: ControlPlane, namespace: str, rest: Rest
 ) -> None:
-    core_v1.create_namespaced_pod(
+    rest.create(
         namespace,
+        "pods",
         pod_manifest(
             "nopull",
             [PY, "-c", "pass"],
@@ -291,28 +290,25 @@ def test_simulated_image_pull_backoff_stays_pending_until_deleted(
     )
 
     def reason() -> str | None:
-        statuses = read_pod(core_v1, namespace, "nopull").get("status", {}).get("containerStatuses")
+        statuses = read_pod(rest, namespace, "nopull").get("status", {}).get("containerStatuses")
         waiting = statuses[0]["state"].get("waiting") if statuses else None
         return waiting["reason"] if waiting else None
 
     assert wait_for(lambda: reason() == "ImagePullBackOff", what="ImagePullBackOff") is True
-    assert read_pod(core_v1, namespace, "nopull")["status"]["phase"] == "Pending"
-    core_v1.delete_namespaced_pod("nopull", namespace)
-    wait_for(lambda: not core_v1.list_namespaced_pod(namespace).items, what="pod removal")
+    assert read_pod(rest, namespace, "nopull")["status"]["phase"] == "Pending"
+    rest.remove(namespace, "pods", "nopull")
+    wait_for(lambda: not rest.items(namespace, "pods"), what="pod removal")
 
 
 def test_many_pods_run_concurrently(
-    control_plane: ControlPlane, namespace: str, core_v1: client.CoreV1Api
+    control_plane: ControlPlane, namespace: str, rest: Rest
 ) -> None:
     count = 40
     for i in range(count):
-        core_v1.create_namespaced_pod(
-            namespace, pod_manifest(f"p{i}", ["sh", "-c", f"exit $(( {i} % 3 ))"])
-        )
+        rest.create(namespace, "pods", pod_manifest(f"p{i}", ["sh", "-c", f"exit $(( {i} % 3 ))"]))
 
     def done() -> list[dict[str, Any]] | None:
-        resp = core_v1.list_namespaced_pod(namespace, _preload_content=False)
-        pods = json.loads(resp.data)["items"]
+        pods = rest.items(namespace, "pods")
         finished = [p for p in pods if p["status"].get("phase") in ("Succeeded", "Failed")]
         return finished if len(finished) == count else None
 
@@ -325,7 +321,7 @@ def test_many_pods_run_concurrently(
 
 
 def test_restart_policy_on_failure_restarts_the_container(
-    control_plane: ControlPlane, namespace: str, core_v1: client.CoreV1Api, tmp_path: Path
+    control_plane: ControlPlane, namespace: str, rest: Rest, tmp_path: Path
 ) -> None:
     counter = tmp_path / "runs"
     script = (
@@ -337,8 +333,8 @@ def test_restart_policy_on_failure_restarts_the_container(
     )
     manifest = pod_manifest("flaky", [PY, "-c", script])
     manifest["spec"]["restartPolicy"] = "OnFailure"
-    core_v1.create_namespaced_pod(namespace, manifest)
-    pod = wait_phase(core_v1, namespace, "flaky", {"Succeeded", "Failed"})
+    rest.create(namespace, "pods", manifest)
+    pod = wait_phase(rest, namespace, "flaky", {"Succeeded", "Failed"})
     status = pod["status"]["containerStatuses"][0]
     assert pod["status"]["phase"] == "Succeeded"
     assert status["restartCount"] == 1
@@ -346,7 +342,7 @@ def test_restart_policy_on_failure_restarts_the_container(
 
 
 def test_sigkill_of_pod_process_is_reported_like_a_kubelet(
-    control_plane: ControlPlane, namespace: str, core_v1: client.CoreV1Api, tmp_path: Path
+    control_plane: ControlPlane, namespace: str, rest: Rest, tmp_path: Path
 ) -> None:
     pidfile = tmp_path / "pid"
     script = (
@@ -354,9 +350,9 @@ def test_sigkill_of_pod_process_is_reported_like_a_kubelet(
         f"pathlib.Path({str(pidfile)!r}).write_text(str(os.getpid()))\n"
         "time.sleep(60)\n"
     )
-    core_v1.create_namespaced_pod(namespace, pod_manifest("killed", [PY, "-c", script]))
+    rest.create(namespace, "pods", pod_manifest("killed", [PY, "-c", script]))
     wait_for(pidfile.exists, what="the pid file")
     os.kill(int(pidfile.read_text()), signal.SIGKILL)
-    pod = wait_phase(core_v1, namespace, "killed", {"Succeeded", "Failed"})
+    pod = wait_phase(rest, namespace, "killed", {"Succeeded", "Failed"})
     term = container_state(pod)["terminated"]
     assert (pod["status"]["phase"], term["exitCode"], term["reason"]) == ("Failed", 137, "Error")

@@ -372,9 +372,25 @@ class ControlPlane:
 
     def get(self, path: str, *, user: str = "admin", timeout: float = 10.0) -> bytes:
         """GET an API path with `user`'s token (e.g. /metrics, /readyz)."""
-        req = urllib.request.Request(
-            self.server + path, headers={"Authorization": f"Bearer {self.tokens[user]}"}
-        )
+        return self.call("GET", path, user=user, timeout=timeout)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        user: str = "admin",
+        content_type: str = "application/json",
+        timeout: float = 10.0,
+    ) -> bytes:
+        """One API request as `user`; the raw answer (raises urllib's HTTPError on >= 400)."""
+        headers = {"Authorization": f"Bearer {self.tokens[user]}"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = content_type
+        req = urllib.request.Request(self.server + path, data=data, headers=headers, method=method)
         with urllib.request.urlopen(req, timeout=timeout, context=self._ssl()) as resp:
             return bytes(resp.read())
 

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.error
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,64 @@ from typing import Any, TypeVar
 from tests.support.control_plane import REPO, ControlPlane
 
 T = TypeVar("T")
+
+
+JSON = dict[str, Any]
+
+
+class Rest:
+    """Typed-enough JSON REST calls against the control plane as one user: plain dicts in and out,
+    the wire format the operator and the node agent see (no generated model classes)."""
+
+    def __init__(self, cp: ControlPlane, user: str = "admin") -> None:
+        self.cp = cp
+        self.user = user
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+    ) -> JSON:
+        raw = self.cp.call(method, path, body, user=self.user, content_type=content_type)
+        return dict(json.loads(raw)) if raw else {}
+
+    def get(self, path: str) -> JSON:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: JSON) -> JSON:
+        return self.request("POST", path, body)
+
+    def merge_patch(self, path: str, body: JSON) -> JSON:
+        return self.request("PATCH", path, body, content_type="application/merge-patch+json")
+
+    def delete(self, path: str, body: JSON | None = None) -> JSON:
+        return self.request("DELETE", path, body)
+
+    def exists(self, path: str) -> bool:
+        try:
+            self.get(path)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return False
+            raise
+        return True
+
+    # Namespaced core/v1 shortcuts: kind is the plural resource name ("pods", "secrets", ...).
+    def create(self, namespace: str, kind: str, body: JSON) -> JSON:
+        return self.post(f"/api/v1/namespaces/{namespace}/{kind}", body)
+
+    def read(self, namespace: str, kind: str, name: str) -> JSON:
+        return self.get(f"/api/v1/namespaces/{namespace}/{kind}/{name}")
+
+    def remove(self, namespace: str, kind: str, name: str, *, grace: int | None = None) -> JSON:
+        options = None if grace is None else {"gracePeriodSeconds": grace}
+        return self.delete(f"/api/v1/namespaces/{namespace}/{kind}/{name}", options)
+
+    def items(self, namespace: str, kind: str) -> list[JSON]:
+        return list(self.get(f"/api/v1/namespaces/{namespace}/{kind}")["items"])
 
 
 def kubectl(
