@@ -9,6 +9,7 @@ watches line by line.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import ssl
@@ -22,6 +23,8 @@ import aiohttp
 import yaml
 
 JSON = dict[str, Any]
+# Answers worth retrying: throttled by API Priority and Fairness, or the server is not ready.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class ApiError(Exception):
@@ -112,8 +115,10 @@ class KubeApi:
         user_agent: str = "rocky-node-agent",
         max_connections: int = 64,
         timeout_seconds: float = 30.0,
+        retries: int = 4,
     ) -> None:
         self.config = config
+        self._retries = retries
         self._user_agent = user_agent
         self._max_connections = max_connections
         self._timeout = timeout_seconds
@@ -154,18 +159,35 @@ class KubeApi:
     ) -> JSON:
         data = None if body is None else json.dumps(body, separators=(",", ":"))
         headers = {"Content-Type": content_type} if data is not None else None
-        async with self.session.request(
-            method,
-            path,
-            params=params,
-            data=data,
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=self._timeout),
-        ) as resp:
-            text = await resp.text()
-            if resp.status >= 300:
-                raise ApiError(resp.status, method, path, text)
-            return json.loads(text) if text else {}
+        delay = 0.2
+        for attempt in range(self._retries + 1):
+            last = attempt == self._retries
+            try:
+                async with self.session.request(
+                    method,
+                    path,
+                    params=params,
+                    data=data,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=self._timeout),
+                ) as resp:
+                    text = await resp.text()
+                    if resp.status in RETRY_STATUSES and not last:
+                        retry_after = resp.headers.get("Retry-After", "")
+                        wait = float(retry_after) if retry_after.isdigit() else delay
+                        await asyncio.sleep(min(wait, 5.0))
+                        delay *= 2
+                        continue
+                    if resp.status >= 300:
+                        raise ApiError(resp.status, method, path, text)
+                    return json.loads(text) if text else {}
+            except (aiohttp.ClientConnectionError, TimeoutError):
+                # The API server restarting or overloaded: bounded retries, then give up.
+                if last:
+                    raise
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
 
     async def get(self, path: str, params: Mapping[str, str] | None = None) -> JSON:
         return await self.request("GET", path, params=params)

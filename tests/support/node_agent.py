@@ -54,6 +54,7 @@ import shutil
 import signal
 import sys
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -75,6 +76,8 @@ CONFIG_RETRY_SECONDS = 2.0
 LEASE_SECONDS = 40
 RENEW_SECONDS = 10.0
 DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+# How many finished pod uids the agent remembers, to ignore stale watch events about them.
+FINISHED_MEMORY = 100_000
 
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
@@ -697,6 +700,7 @@ class NodeAgent:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._binding: set[str] = set()
         self._others: set[asyncio.Task[Any]] = set()
+        self._finished: OrderedDict[str, None] = OrderedDict()
         self._pgids: dict[str, int] = {}
         self.ready = asyncio.Event()
 
@@ -827,7 +831,7 @@ class NodeAgent:
             try:
                 listing = await self.api.get("/api/v1/pods", params)
                 for pod in listing.get("items", []):
-                    handle("ADDED", pod)
+                    handle("LISTED", pod)
                 rv = listing["metadata"]["resourceVersion"]
                 self.ready.set()
                 while True:
@@ -887,6 +891,10 @@ class NodeAgent:
     def _on_own_pod(self, kind: str, pod: JSON) -> None:
         uid = pod["metadata"]["uid"]
         worker = self.workers.get(uid)
+        if uid in self._finished:
+            # Done with it. Events still in flight can show an older phase (Pending, Running):
+            # acting on them would run the pod twice or overwrite its final status.
+            return
         if kind == "DELETED":
             task = self._tasks.get(uid)
             if task is not None and not task.done():
@@ -903,8 +911,8 @@ class NodeAgent:
                 self._background(loop.create_task(PodWorker(self, pod)._finish_deleted()))
             return
         worker = PodWorker(self, pod)
-        if phase == "Running":
-            # Running before this agent saw it: the agent restarted and its process is gone.
+        if phase == "Running" and kind == "LISTED":
+            # Running before this agent listed it: the agent restarted and its process is gone.
             worker.record.state = {
                 "terminated": {
                     "exitCode": 137,
@@ -922,6 +930,9 @@ class NodeAgent:
         def done(_: asyncio.Task[None]) -> None:
             self.workers.pop(uid, None)
             self._tasks.pop(uid, None)
+            self._finished[uid] = None
+            while len(self._finished) > FINISHED_MEMORY:
+                self._finished.popitem(last=False)
 
         task.add_done_callback(done)
 
