@@ -17,6 +17,8 @@ from typing import Any
 
 from rocky_runner.adapters.base import Credentials, open_adapter
 
+__all__ = ["Credentials", "DiscoveredTable", "discover_tables", "parse_schema_name"]
+
 #: Bound for opening the warehouse and listing its catalog during discovery.
 DISCOVERY_TIMEOUT_SECONDS = 120.0
 
