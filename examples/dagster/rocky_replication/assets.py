@@ -16,9 +16,8 @@ attempt records which action each failed table took (``branches`` in the metadat
 materialization, or of the failure when it retries).
 """
 
-from __future__ import annotations
-
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +51,8 @@ class RockyRunResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     namespace: str = "default"
     state_dir: str = ".rocky-runs"
     """Local backend: where manifests, outputs and logs of runs are kept."""
+    mounts: dict[str, str] = {}
+    """Local backend: pod path -> local directory (the runner pods' volume mounts)."""
     timeout_seconds: float = 3600.0
 
     def run(
@@ -59,7 +60,7 @@ class RockyRunResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     ) -> RunOutcome:
         manifest = load_manifest(self.manifest_path)
         if self.backend == "local":
-            return LocalClient(self.state_dir).run(
+            return LocalClient(self.state_dir, mounts=self.mounts).run(
                 manifest,
                 name=name,
                 timeout=self.timeout_seconds,
@@ -107,7 +108,7 @@ def build_replication_asset(
     @dg.asset(name=name, retry_policy=retry_policy)
     def replicated_tables(
         context: dg.AssetExecutionContext, rocky: RockyRunResource, alerter: Alerter
-    ) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    ) -> Iterator[dg.AssetObservation | dg.MaterializeResult]:  # type: ignore[type-arg]
         attempt = context.retry_number
         base = f"{run_prefix}-{context.run_id[:8]}"
         previous = f"{base}-{attempt - 1}" if attempt else None
@@ -165,15 +166,16 @@ def build_replication_asset(
             ),
         }
         # One observation per attempt: what each failed table's branch was, even when the
-        # attempt ends in a retry (which carries no materialization).
-        context.log_event(dg.AssetObservation(asset_key=context.asset_key, metadata=metadata))
+        # attempt ends in a retry (which carries no materialization). Yielded, not logged:
+        # events logged with context.log_event are dropped when the step then raises.
+        yield dg.AssetObservation(asset_key=context.asset_key, metadata=metadata)
         if extended:
             if attempt >= max_quota_retries:
                 alerter.alert(
                     context,
                     "error",
                     action="retries-exhausted",
-                    kinds=sorted({f.failure_kind for f in extended}),
+                    kinds=sorted({f.failure_kind for f in extended + retry}),
                     run=outcome.name,
                 )
                 raise dg.Failure(
@@ -205,6 +207,6 @@ def build_replication_asset(
                 description=f"{len(retry)} table(s) failed transiently; retrying.",
                 metadata={**metadata, "retryable": dg.MetadataValue.json(_rows(retry))},
             )
-        return dg.MaterializeResult(metadata=metadata)
+        yield dg.MaterializeResult(metadata=metadata)
 
     return replicated_tables

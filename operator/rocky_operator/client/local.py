@@ -43,12 +43,16 @@ class LocalClient:
         command: Sequence[str] = DEFAULT_COMMAND,
         env: Mapping[str, str] | None = None,
         cwd: str | Path | None = None,
+        mounts: Mapping[str, str] | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.command = list(command)
         self.env = dict(os.environ if env is None else env)
         self.cwd = Path(cwd) if cwd else None
+        #: pod path -> local directory, as the runner pods' volume mounts would map them
+        #: (e.g. ``{"/data": "./warehouse"}`` for ``adapter.duckdb.path: /data/...``).
+        self.mounts = dict(mounts or {})
 
     def output_path(self, name: str) -> Path:
         """Where the RunOutput of run ``name`` is kept."""
@@ -87,6 +91,8 @@ class LocalClient:
         manifest_path = self.state_dir / f"{run_name}.yaml"
         manifest_path.write_text(json.dumps(body, indent=2))  # JSON is YAML
         args = [*self.command, str(manifest_path)]
+        for pod_path, local_dir in self.mounts.items():
+            args += ["--mount", f"{pod_path}={local_dir}"]
         if resume_from:
             previous = self.output_path(resume_from)
             if not previous.is_file():
