@@ -126,6 +126,9 @@ def main() -> int:
     print(f"rocky-runner start -> exit (10 rows): {total * 1000:7.1f} ms")
     print(f"start-up overhead over python       : {(first_sql - base) * 1000:7.1f} ms")
     print(f"ratio first SQL / python -c pass    : {first_sql / base:7.2f}x")
+    print(
+        f"load average (1 min) at the end     : {os.getloadavg()[0]:7.2f} on {os.cpu_count()} CPUs"
+    )
     heavy = sorted(m for m in modules if m in HEAVY)
     print(f"top-level modules imported          : {len(modules)}")
     if heavy:
