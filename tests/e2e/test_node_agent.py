@@ -356,3 +356,30 @@ def test_sigkill_of_pod_process_is_reported_like_a_kubelet(
     pod = wait_phase(rest, namespace, "killed", {"Succeeded", "Failed"})
     term = container_state(pod)["terminated"]
     assert (pod["status"]["phase"], term["exitCode"], term["reason"]) == ("Failed", 137, "Error")
+
+
+def test_in_process_agent_runs_pods_of_its_node_and_reports_lost_ones_after_restart(
+    control_plane: ControlPlane, namespace: str, rest: Rest, tmp_path: Path
+) -> None:
+    from tests.support.node_agent import BackgroundAgent
+
+    kubeconfig = control_plane.kubeconfig_for("node-agent")
+    agent = BackgroundAgent(kubeconfig, tmp_path / "agent", node_name="second-node")
+    agent.start()
+    try:
+        pod = pod_manifest("pinned", ["sleep", "60"])
+        pod["spec"]["nodeName"] = "second-node"  # pre-bound: no Binding needed
+        rest.create(namespace, "pods", pod)
+        wait_phase(rest, namespace, "pinned", {"Running"})
+    finally:
+        agent.stop()  # a node going away kills its processes without reporting
+    assert read_pod(rest, namespace, "pinned")["status"]["phase"] == "Running"
+    again = BackgroundAgent(kubeconfig, tmp_path / "agent", node_name="second-node")
+    again.start()
+    try:
+        pod = wait_phase(rest, namespace, "pinned", {"Failed"})
+        term = container_state(pod)["terminated"]
+        assert (term["reason"], term["exitCode"]) == ("ContainerStatusUnknown", 137)
+    finally:
+        again.stop()
+        rest.delete("/api/v1/nodes/second-node")

@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import concurrent.futures
 import contextlib
 import logging
 import os
@@ -966,30 +965,56 @@ class BackgroundAgent:
         self.kwargs = kwargs
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._future: concurrent.futures.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
         self.agent: NodeAgent | None = None
 
     async def _main(self, ready: threading.Event) -> None:
         async with KubeApi(KubeConfig.load(self.kubeconfig)) as api:
             self.agent = NodeAgent(api, work_dir=self.work_dir, **self.kwargs)
+            run = asyncio.ensure_future(self.agent.run())
             waiter = asyncio.ensure_future(self.agent.ready.wait())
-            waiter.add_done_callback(lambda _: ready.set())
-            await self.agent.run()
+            try:
+                await asyncio.wait({run, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                ready.set()
+                await run
+            finally:
+                for task in (waiter, run):
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
+
+    async def _spawn(self, ready: threading.Event) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(self._main(ready))
+        task.add_done_callback(lambda _: ready.set())
+        return task
 
     def start(self, timeout: float = 30.0) -> None:
+        """Start the agent; returns once its pod watches are established."""
         self._thread.start()
         ready = threading.Event()
-        self._future = asyncio.run_coroutine_threadsafe(self._main(ready), self._loop)
+        self._task = asyncio.run_coroutine_threadsafe(self._spawn(ready), self._loop).result()
         if not ready.wait(timeout):
+            self.stop()
             raise TimeoutError("node agent did not become ready")
+        if self._task.done():
+            self.stop()
+            raise RuntimeError("node agent stopped during start-up") from self._task.exception()
 
     def stop(self) -> None:
-        if self._future is not None:
-            self._future.cancel()
-            with contextlib.suppress(BaseException):
-                self._future.result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
+        """Stop the agent (its pod processes are killed, their pods left as they are)."""
+        task = self._task
+
+        async def shutdown() -> None:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=15)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+        self._loop.close()
 
 
 def main(argv: list[str] | None = None) -> int:
