@@ -201,6 +201,7 @@ class _Loop:
                 self.cancelled = True
                 if interrupts > 1:
                     for proc in self.processes.values():
+                        proc.stopped = True
                         proc.kill_at = 0.0
 
     def close(self) -> None:

@@ -67,6 +67,8 @@ class RunnerProcess:
     process: subprocess.Popen[bytes]
     kill_at: float | None = field(default=None)
     """Monotonic time at which an aborted process gets SIGKILL."""
+    stopped: bool = False
+    """Whether we told it to stop (fail-fast, cancellation)."""
     _log: IO[bytes] | None = field(default=None, repr=False)
 
     @classmethod
@@ -136,6 +138,11 @@ class RunnerProcess:
             result = decode_result(self.result_path.read_bytes())
         except (OSError, MessageError):
             kind, error = classify_exit(code)
+            if self.stopped and kind is FailureKind.UNKNOWN:
+                # Stopped by us before it could write its result (as a pod deleted
+                # by someone else): transient, like the runner's own answer to SIGTERM.
+                kind = FailureKind.TRANSIENT
+                error = f"stopped by the executor before it wrote a result ({error})"
             return Attempt(
                 table=self.table.key,
                 number=self.number,
@@ -160,6 +167,7 @@ class RunnerProcess:
     def terminate(self, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> None:
         """SIGTERM now (the runner then writes a transient result), SIGKILL after grace."""
         if self.process.poll() is None and self.kill_at is None:
+            self.stopped = True
             self.process.send_signal(signal.SIGTERM)
             self.kill_at = time.monotonic() + grace_seconds
 
