@@ -186,3 +186,52 @@ def test_encoded_shapes_are_redacted(secret: str) -> None:
         base64.b64encode(secret.encode()).decode(),
     ):
         assert shape not in redact(f"<<{shape}>>")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    secret=st.text(
+        st.characters(codec="utf-8", categories=["L", "N", "P", "S"], exclude_characters="*"),
+        min_size=8,
+        max_size=40,
+    )
+)
+def test_secret_planted_in_a_real_error_stays_out_of_result_and_log(secret: str) -> None:
+    """The runner in-process on a real DuckDB file: the missing table is named after the
+    secret, so DuckDB's own error message carries it; neither the result nor the log may."""
+    import contextlib
+    import io
+    import tempfile
+    from pathlib import Path
+
+    import duckdb
+
+    from rocky_runner.main import run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "w.duckdb"
+        duckdb.connect(str(db)).close()
+        doc = {
+            "asset_key": ["duckdb", secret],
+            "source": {"schema": "main", "table": secret},
+            "target": {"schema": "staging", "table": "t"},
+            "adapter": {"type": "duckdb", "duckdb": {"path": str(db)}},
+        }
+        result_path = Path(tmp) / "out" / "result.json"
+        log = io.StringIO()
+        with contextlib.redirect_stderr(log):
+            code = run(
+                {
+                    "ROCKY_TASK": json.dumps(doc),
+                    "ROCKY_RESULT_PATH": str(result_path),
+                    "ROCKY_DATABRICKS_TOKEN": secret,
+                }
+            )
+        raw = result_path.read_bytes()
+    assert code == 15
+    decoded = json.loads(raw)
+    assert decoded["failure_kind"] == "not-found"
+    assert secret not in json.dumps(decoded, ensure_ascii=False)
+    assert json.dumps(secret)[1:-1] not in raw.decode("ascii")
+    assert secret not in log.getvalue()
+    assert "***" in decoded["error"]
