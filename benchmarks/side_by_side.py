@@ -57,6 +57,26 @@ def make_warehouse(path: Path, tables: int) -> None:
         con.close()
 
 
+def copied_tables(path: Path) -> int:
+    """How many target tables exist (checks the runners' "copied" claims against the file)."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        row = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'copy'"
+        ).fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        con.close()
+
+
+def drop_targets(path: Path) -> None:
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("DROP SCHEMA IF EXISTS copy CASCADE")
+    finally:
+        con.close()
+
+
 def job_manifest(name: str, warehouse: Path, tables: int, parallelism: int) -> dict[str, Any]:
     """An Indexed Job whose pod i copies table raw.t<i> with rocky-runner."""
     task_template = json.dumps(
@@ -283,11 +303,19 @@ def main(argv: list[str] | None = None) -> int:
     with cp:
         print(f"control plane up in {cp.startup_seconds:.1f}s", file=sys.stderr)
         sides = [run_job(cp, warehouse, args.tables, args.parallelism)]
+        job = json.loads(kubectl(cp, "-n", "bench-job", "get", "job", "copy", "-o", "json").stdout)
+        print(
+            f"Indexed Job: {job['status'].get('succeeded', 0)} succeeded, "
+            f"{job['status'].get('failed', 0)} failed; "
+            f"{copied_tables(warehouse)} target tables exist"
+        )
         if not args.skip_rockyrun:
             if args.rockyrun is None:
                 print("no --rockyrun manifest given: Job side only", file=sys.stderr)
             else:
+                drop_targets(warehouse)
                 sides.append(run_rockyrun(cp, args.rockyrun, args.tables, state))
+                print(f"RockyRun: {copied_tables(warehouse)} target tables exist")
         report(sides)
         for s in sides:
             print(f"{s.name} requests by user: {json.dumps(s.requests, sort_keys=True)}")
