@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import sys
+from typing import Any
 
 HELP = "print the complete RunOutput of a RockyRun; exit 0 / 2 / 1 like rocky run"
 
@@ -21,13 +22,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context", default=None, help="kubeconfig context")
 
 
-async def fetch_output(client: object, namespace: str, name: str) -> dict[str, object] | None:
+async def fetch_output(configuration: Any, namespace: str, name: str) -> dict[str, Any] | None:
     """The complete RunOutput of a finished run, or None when there is none (yet)."""
     from rocky_operator.kube.client import KubeClient
     from rocky_operator.kube.store import RunStore
 
-    assert isinstance(client, KubeClient)
-    return await RunStore(client, namespace, name, "").load_output()
+    client = KubeClient(configuration, connections=4)
+    try:
+        return await RunStore(client, namespace, name, "").load_output()
+    finally:
+        await client.close()
 
 
 def _default_namespace(context: str | None) -> str:
@@ -48,18 +52,15 @@ def _default_namespace(context: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rocky_operator.kube.client import KubeClient, KubeError, load_configuration
+    from rocky_operator.kube.client import KubeError, load_configuration
     from rocky_operator.logic.run_output import exit_code
 
     namespace = args.namespace or _default_namespace(args.context)
-    client = KubeClient(load_configuration(args.context), workers=2)
     try:
-        doc = asyncio.run(fetch_output(client, namespace, args.name))
+        doc = asyncio.run(fetch_output(load_configuration(args.context), namespace, args.name))
     except KubeError as exc:
         print(f"rocky-operator output: {exc}", file=sys.stderr)
         return 1
-    finally:
-        client.close()
     if doc is None:
         print(
             f"rocky-operator output: RockyRun {namespace}/{args.name} has no complete output "

@@ -1,26 +1,24 @@
 """The only code that talks to the Kubernetes API.
 
-A thin asynchronous facade over the official ``kubernetes`` client: requests are
-made with its ``ApiClient`` (authentication, TLS, kubeconfig / in-cluster config)
-in a small thread pool, and bodies stay plain JSON dicts (no model classes: they
-cost time and drop unknown fields). Client errors are converted once, here, into
+Connection settings come from the official ``kubernetes`` client's configuration
+loaders (kubeconfig / in-cluster); requests are plain JSON over aiohttp (no model
+classes: they cost time and drop unknown fields). Client errors are converted once, here, into
 :class:`KubeError` and its subclasses, and the idempotent verbs swallow the answers
 that mean "already done": 409 on create, 404 on delete.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import secrets
+import ssl
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
@@ -62,58 +60,66 @@ def load_configuration(context: str | None = None) -> k8s.Configuration:
 
 
 class KubeClient:
-    """Asynchronous JSON access to the few API endpoints the operator needs."""
+    """Asynchronous JSON access to the few API endpoints the operator needs.
 
-    def __init__(self, configuration: k8s.Configuration, *, workers: int = 16) -> None:
-        configuration.connection_pool_maxsize = max(
-            configuration.connection_pool_maxsize or 0, workers
-        )
+    Connection settings (server, CA, client certificate, bearer token, including
+    exec-plugin tokens refreshed through the configuration's hook) come from the
+    official client's :class:`~kubernetes.client.Configuration`; requests go over one
+    pooled aiohttp session in the operator's event loop. That is an order of magnitude
+    cheaper per request than the official client's thread-bound urllib3 calls, which
+    matters when a run creates and deletes thousands of pods.
+    """
+
+    def __init__(self, configuration: k8s.Configuration, *, connections: int = 32) -> None:
         self.configuration = configuration
-        self._api = k8s.ApiClient(configuration)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+        self.requests = 0
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._api.close()
+    def _ssl(self) -> ssl.SSLContext | bool:
+        config = self.configuration
+        if not config.host.startswith("https"):
+            return False
+        context = ssl.create_default_context(cafile=config.ssl_ca_cert or None)
+        if not config.verify_ssl:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if config.cert_file:
+            context.load_cert_chain(config.cert_file, config.key_file or None)
+        return context
 
-    # --- transport -----------------------------------------------------------------
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        query: list[tuple[str, str]] | None,
-        body: Any,
-        content_type: str,
-    ) -> Any:
-        headers = {"Accept": "application/json", "Content-Type": content_type}
-        m, url, hdrs, payload, _ = self._api.param_serialize(
-            method,
-            path,
-            query_params=query or [],
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
+    def _headers(self) -> dict[str, str]:
+        config = self.configuration
+        hook = getattr(config, "refresh_api_key_hook", None)
+        if hook is not None:
+            hook(config)
+        headers = {"Accept": "application/json", "User-Agent": "rocky-operator"}
+        token = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix(
+            "authorization"
         )
-        try:
-            response = self._api.call_api(
-                m, url, header_params=hdrs, body=payload, _request_timeout=REQUEST_TIMEOUT
+        if token:
+            headers["Authorization"] = token if " " in token else f"Bearer {token}"
+        elif config.username and config.password:
+            auth = aiohttp.BasicAuth(config.username, config.password)
+            headers["Authorization"] = auth.encode()
+        return headers
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._connections, ssl=self._ssl())
+            self._session = aiohttp.ClientSession(
+                base_url=self.configuration.host.rstrip("/"),
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=REQUEST_TIMEOUT[0], sock_read=REQUEST_TIMEOUT[1]
+                ),
             )
-            data = response.read()
-        except k8s.ApiException as exc:
-            raise KubeError(exc.status or 0, str(exc.reason), str(exc.body or "")) from exc
-        except OSError as exc:  # urllib3 errors are OSErrors: refused, reset, timeout
-            raise KubeError(0, type(exc).__name__, str(exc)) from exc
-        status = response.status
-        if 200 <= status < 300:
-            return json.loads(data) if data else None
-        try:
-            doc = json.loads(data)
-            reason, message = str(doc.get("reason", "")), str(doc.get("message", ""))
-        except (ValueError, AttributeError):
-            reason, message = "", data[:500].decode("utf-8", "replace")
-        error = {404: NotFound, 409: Conflict}.get(status, KubeError)
-        raise error(status, reason or str(response.reason), message)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def request(
         self,
@@ -124,9 +130,32 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
     ) -> Any:
-        loop = asyncio.get_running_loop()
-        call = partial(self._call, method, path, query, body, content_type)
-        return await loop.run_in_executor(self._pool, call)
+        """One API request; the JSON answer, or :class:`KubeError` (converted here only)."""
+        session = self._open()
+        headers = self._headers()
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body, separators=(",", ":"))
+        self.requests += 1
+        try:
+            async with session.request(
+                method, path, params=query, data=data, headers=headers
+            ) as response:
+                raw = await response.read()
+                status = response.status
+                reason = response.reason or ""
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise KubeError(0, type(exc).__name__, str(exc)) from exc
+        if 200 <= status < 300:
+            return json.loads(raw) if raw else None
+        try:
+            doc = json.loads(raw)
+            reason, message = str(doc.get("reason", reason)), str(doc.get("message", ""))
+        except (ValueError, AttributeError):
+            message = raw[:500].decode("utf-8", "replace")
+        error = {404: NotFound, 409: Conflict}.get(status, KubeError)
+        raise error(status, reason, message)
 
     # --- RockyRuns -----------------------------------------------------------------
 

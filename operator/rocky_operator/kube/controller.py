@@ -447,6 +447,9 @@ class RunWorker:
         await self.create_pods(starts)
         await self.delete_finished(pod_names, decision)
         # 3. Report.
+        log.debug("run %s/%s pass %d: %d pods, %d recorded, %d started, %d aborted",
+                  self.namespace, self.name, self.passes, len(pods), len(new), len(starts),
+                  len(decision.abort))
         self.requeue_at = decision.requeue_at
         await self.announce_failures(new.values(), decision)
         if decision.finished:

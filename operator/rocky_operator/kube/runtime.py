@@ -62,4 +62,4 @@ class Runtime:
         await self.controller.stop()
         if self.server is not None:
             await self.server.stop()
-        self.client.close()
+        await self.client.close()

@@ -10,11 +10,14 @@ goes to stdout, progress and the summary to stderr; the return value is the exit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,6 +102,20 @@ def discover(manifest: Manifest) -> list[PlannedTable]:
     return plan_tables(spec, found)
 
 
+@contextlib.contextmanager
+def _on_sigint(handler: Callable[[], None]) -> Iterator[None]:
+    """Route SIGINT to ``handler`` while the loop runs (main thread only), so a Ctrl-C
+    never lands in the middle of starting a process or reading a result."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda _sig, _frame: handler())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class _Loop:
     """The observe -> decide -> act loop over runner processes."""
 
@@ -177,32 +194,31 @@ class _Loop:
             self.reporter.attempt_started(self.label(table), number)
         self.max_running = max(self.max_running, len(self.processes))
 
+    def interrupt(self) -> None:
+        """Ctrl-C: the first stops the run like a cancellation (runners get SIGTERM and
+        report), a second kills what is left at once."""
+        if self.cancelled:
+            for proc in self.processes.values():
+                proc.stopped = True
+                proc.kill_at = 0.0
+        self.cancelled = True
+
     def run(self) -> Decision:
-        interrupts = 0
-        while True:
-            ended = self._observe()
-            decision = decide(
-                self.order,
-                self.attempts.values(),
-                self.policy,
-                self.clock(),
-                cancelled=self.cancelled,
-            )
-            self._report(ended, decision)
-            if decision.finished:
-                return decision
-            self._act(decision)
-            try:
+        with _on_sigint(self.interrupt):
+            while True:
+                ended = self._observe()
+                decision = decide(
+                    self.order,
+                    self.attempts.values(),
+                    self.policy,
+                    self.clock(),
+                    cancelled=self.cancelled,
+                )
+                self._report(ended, decision)
+                if decision.finished:
+                    return decision
+                self._act(decision)
                 time.sleep(self.options.poll_seconds)
-            except KeyboardInterrupt:
-                # First Ctrl-C: stop like a cancelled run (runners get SIGTERM and
-                # report); second: kill what is left at once.
-                interrupts += 1
-                self.cancelled = True
-                if interrupts > 1:
-                    for proc in self.processes.values():
-                        proc.stopped = True
-                        proc.kill_at = 0.0
 
     def close(self) -> None:
         for proc in self.processes.values():
