@@ -195,8 +195,11 @@ def test_watch_namespaces_gives_roles_per_namespace(render: Render) -> None:
     for binding in bindings:
         assert binding["subjects"][0]["namespace"] == NAMESPACE
         assert binding["roleRef"]["kind"] == "Role"
-    # Only CRD discovery stays cluster-wide.
-    assert _rules_by_resource(only(manifests, "ClusterRole")) == CLUSTER_RULES
+    # Only kopf's discovery (CRDs, and the namespaces it resolves its list against) stays
+    # cluster-wide.
+    assert _rules_by_resource(only(manifests, "ClusterRole")) == CLUSTER_RULES | {
+        "/namespaces": {"list", "watch"}
+    }
     args = only(manifests, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=team-a" in args
     assert "--namespace=team-b" in args
