@@ -23,7 +23,7 @@ import promql_parser
 import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
-from tests.chart.conftest import CHART, Render, only
+from tests.chart.support import CHART, Render, only
 
 from rocky_operator.metrics import Metrics
 

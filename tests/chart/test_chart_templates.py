@@ -18,7 +18,7 @@ import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
-from tests.chart.conftest import (
+from tests.chart.support import (
     CHART,
     KUBERNETES_VERSION,
     NAMESPACE,

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.chart.conftest import CHART, REPO
+from tests.chart.support import CHART, REPO
 
 DOCKERFILE = REPO / "Dockerfile"
 

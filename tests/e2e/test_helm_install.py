@@ -28,7 +28,7 @@ from typing import Any
 import duckdb
 import pytest
 import yaml
-from tests.chart.conftest import CHART, _build_tool
+from tests.chart.support import CHART, build_tool
 from tests.support.control_plane import ControlPlane, free_port
 from tests.support.e2e import kubectl, kubectl_json, wait_for
 
@@ -37,7 +37,7 @@ TABLES = ("orders", "customers", "refunds")
 
 @pytest.fixture(scope="module")
 def helm() -> Path:
-    return _build_tool("helm")
+    return build_tool("helm")
 
 
 @pytest.fixture
