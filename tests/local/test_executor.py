@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +33,7 @@ from rocky_operator.local.executor import LocalOptions
 from rocky_operator.local.process import classify_exit
 from rocky_runner.contract import FailureKind
 
+CLI = [sys.executable, "-m", "rocky_operator.cli"]
 SCHEMAS = {
     "src__acme__shop": ["customers", "orders", "products"],
     "src__acme__crm": ["contacts", "deals"],
@@ -240,3 +244,36 @@ def test_stderr_is_plain_when_not_a_terminal(tmp_path: Path) -> None:
     assert "failures by failure_kind" in result.stderr
     assert "query-rejected" in result.stderr
     assert "exit 1" in result.stderr
+
+
+def test_ctrl_c_cancels_the_run_and_still_prints_the_output(tmp_path: Path) -> None:
+    """SIGINT to `rocky-operator local`: the running runner is stopped, the rest is not
+    attempted, and the RunOutput says interrupted."""
+    schemas = {"src__acme__shop": ["a", "b", "c"]}
+    warehouse = build_warehouse(tmp_path / "w.duckdb", schemas)
+    manifest = write_manifest(tmp_path / "run.yaml", manifest_doc(warehouse, concurrency=1))
+    logs = tmp_path / "logs"
+    # Table a's target file is locked by us: its runner waits (lockTimeoutSeconds 30).
+    with contextlib.closing(duckdb.connect(str(tmp_path / "acme_wh.duckdb"))):
+        proc = subprocess.Popen(
+            [*CLI, "local", str(manifest), "--logs-dir", str(logs)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not list(logs.glob("*.log")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # let the runner get to its lock wait
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    doc = json.loads(out)
+    validate_output(doc)
+    assert doc["interrupted"] is True
+    assert {tuple(e["asset_key"])[-1]: e["failure_kind"] for e in doc["errors"]} == {
+        "a": "transient"
+    }
+    contained = doc["contained"]
+    assert sorted(c["model"] for c in contained) == ["duckdb/acme/shop/b", "duckdb/acme/shop/c"]
+    assert all("cancelled" in c["unblock_hint"] for c in contained)
