@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from databricks import sql as databricks_sql
 from sqlglot import exp
 
 from rocky_runner.adapters import sql_dialect as sql
@@ -305,8 +306,6 @@ def open_adapter(
     ``connect_overrides`` adds connector arguments (tests: the CA file of a local
     HTTPS endpoint, ``_tls_trusted_ca_file``).
     """
-    from databricks import sql as databricks_sql
-
     kwargs = connect_kwargs(settings, credentials, timeout_seconds=timeout_seconds)
     kwargs.update(connect_overrides or {})
     connection = (connect or databricks_sql.connect)(**kwargs)
