@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import urllib.request
@@ -133,7 +134,8 @@ def installed(
             "extraArgs": ["--metrics-host=127.0.0.1", "--batch-seconds=0.2"],
             "extraEnv": [{"name": "KUBECONFIG", "value": str(kubeconfig)}],
         },
-        "tests": {"enabled": False},
+        # The node agent has no cluster DNS: the test pod reads the operator's port directly.
+        "tests": {"metricsUrl": f"http://127.0.0.1:{port}/metrics"},
     }
     values_file = tmp_path / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
@@ -247,6 +249,11 @@ def test_helm_install_then_rockyrun_completes(
     text = wait_for(counted, timeout=30, what="rocky_runs_total{status=success} == 1")
     copied = _sample(text, "rocky_tables_total", namespace=namespace, outcome="copied")
     assert copied == len(TABLES)
+
+    # `helm test`: the chart's test pod (run by the node agent) reads the metrics.
+    out = _helm(helm, control_plane, "test", release, "-n", namespace, "--timeout", "90s")
+    assert re.search(r"TEST SUITE:\s+\S+-test-metrics\s+Last Started:", out), out
+    assert re.search(r"Phase:\s+Succeeded", out), out
 
     # Everything the operator did, it did as the chart's ServiceAccount, never forbidden.
     user = f"system:serviceaccount:{namespace}:{release}"
