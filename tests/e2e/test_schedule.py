@@ -314,3 +314,57 @@ def test_invalid_schedule_is_rejected_by_the_api_server(
     assert "successfulRunsHistoryLimit" in create("bad-limit", successfulRunsHistoryLimit=-1)
     # (API server CEL rules run only once the schema checks pass.)
     assert "at most 52 characters" in create("x" * 53)
+
+
+def test_gitops_examples_pass_server_side_validation(
+    control_plane: ControlPlane, namespace: str, schedule_controller: BackgroundProcess
+) -> None:
+    """The example manifests as the API server sees them (CRD schema and CEL rules)."""
+    from tests.support.e2e import kubectl
+
+    examples = REPO / "examples"
+    out = kubectl(
+        control_plane,
+        "apply",
+        "--dry-run=server",
+        "-n",
+        namespace,
+        "-k",
+        str(examples / "gitops" / "flux" / "replication"),
+    ).stdout
+    assert "rockyrun.rocky.dev/backfill-globex-2026-11-29-1 created (server dry run)" in out
+    assert "rockyschedule.rocky.dev/nightly created (server dry run)" in out
+    # generateName works with create (and Argo CD hooks), not with apply.
+    out = kubectl(
+        control_plane,
+        "create",
+        "--dry-run=server",
+        "-n",
+        namespace,
+        "-o",
+        "name",
+        "-f",
+        str(examples / "gitops" / "argocd" / "rockyrun-presync-hook.yaml"),
+    ).stdout
+    assert out.startswith("rockyrun.rocky.dev/sync-replication-")
+    refused = kubectl(
+        control_plane,
+        "apply",
+        "--dry-run=server",
+        "-n",
+        namespace,
+        "-f",
+        str(examples / "gitops" / "argocd" / "rockyrun-presync-hook.yaml"),
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "cannot use generate name with apply" in refused.stderr
+    kubectl(
+        control_plane,
+        "apply",
+        "--dry-run=server",
+        "-n",
+        namespace,
+        "-f",
+        str(examples / "dagster" / "rockyrun.yaml"),
+    )
