@@ -133,16 +133,35 @@ def _failed(asset_key: list[str], kind: FailureKind, error: str) -> TableResult:
     return TableResult(asset_key=asset_key, outcome="failed", failure_kind=kind, error=error)
 
 
+def _text(exc: BaseException) -> str:
+    """``Type: message``, even for an exception whose ``__str__`` fails."""
+    try:
+        message = str(exc)
+    except Exception:  # a broken __str__ must not cost the result message
+        message = "<message unavailable>"
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
 def _describe(exc: BaseException) -> str:
-    """One line for the result message: the type and message of the outer error, and of
-    the root cause when it differs (that is where a wrapped connector names the problem)."""
-    text = f"{type(exc).__name__}: {exc}"
-    root = exc
-    while root.__cause__ is not None and root.__cause__ is not root:
+    """One line for the result message: the outer error, and the root cause when it
+    differs (that is where a wrapped connector names the problem)."""
+    root, seen = exc, {id(exc)}
+    while root.__cause__ is not None and id(root.__cause__) not in seen:
         root = root.__cause__
-    if root is not exc:
-        text += f" (caused by {type(root).__name__}: {root})"
-    return text
+        seen.add(id(root))
+    if root is exc:
+        return _text(exc)
+    return f"{_text(exc)} (caused by {_text(root)})"
+
+
+def _classify(exc: BaseException) -> FailureKind:
+    """The failure kind; a classifier that trips over an odd exception means unknown."""
+    from rocky_runner.classify import classify_exception
+
+    try:
+        return classify_exception(exc)
+    except Exception:
+        return FailureKind.UNKNOWN
 
 
 def _copy(task: TableTask, out: _Output, watchdog: Watchdog) -> TableResult:
@@ -212,11 +231,9 @@ def run(environ: Mapping[str, str]) -> int:
             if watchdog.reason is not None:
                 raise _stopped_error(watchdog.reason, task, None)
     except Exception as exc:  # the runner's one top-level catch: classify, never crash
-        from rocky_runner.classify import classify_exception
-
         if watchdog.reason is not None and not isinstance(exc, ClassifiedError):
             exc = _stopped_error(watchdog.reason, task, exc)
-        kind = classify_exception(exc)
+        kind = _classify(exc)
         out.log(f"copy failed ({kind}):\n" + "".join(traceback.format_exception(exc)).rstrip())
         return out.finish(_failed(task.asset_key, kind, _describe(exc)), kind)
     out.log(f"copied {result.rows_copied} rows into {result.metadata['target_table_full_name']}")

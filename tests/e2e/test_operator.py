@@ -1,0 +1,378 @@
+"""The operator as a process against the real control plane, end to end through kubectl.
+
+The CRD is applied with kubectl; `rocky-operator run` runs as a process with its own kubeconfig
+(user `rocky-operator`); the demo RockyRun (examples/demo/rockyrun.yaml, pointed at a DuckDB
+file on this machine instead of a volume) is applied with `kubectl apply -f`; its runner pods
+run as `rocky-runner` processes under the node agent against the demo warehouse with its four
+planted failures. Checked: `kubectl wait --for=condition=Complete`, the counts per failure_kind,
+`status.runOutput` valid against Rocky's JSON schema and parsed by rocky-sdk, the `kubectl get rr`
+columns, the Events, the operator's /metrics counters per failure_kind; deleting a RockyRun
+garbage-collects its pods; a `kill -9` of the operator mid-run and a restart give the same final
+status with no attempt started twice; malformed manifests are rejected by the API server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.support.control_plane import (
+    REPO,
+    ControlPlane,
+    audit_counts,
+    audit_offset,
+    free_port,
+)
+from tests.support.e2e import (
+    BackgroundProcess,
+    Rest,
+    kubectl,
+    kubectl_json,
+    start_process,
+    wait_for,
+)
+
+from rocky_operator.demo.warehouse import PLANTED, DemoWarehouse, build_warehouse, hold_lock
+
+DEMO_MANIFEST = REPO / "examples" / "demo" / "rockyrun.yaml"
+CRD = REPO / "crds" / "rockyruns.rocky.dev.yaml"
+SCHEMA_CANDIDATES = (
+    REPO / "contracts" / "rocky-run.schema.json",
+    REPO.parent / "shared" / "contracts" / "rocky-run.schema.json",
+)
+# The demo selects 15 tables of tenant acme; four fail on purpose, one kind each. The transient
+# and connection-failed ones are retried once (the manifest's retry block) and fail again.
+EXPECTED_FAILURES = {p.failure_kind: 1 for p in PLANTED}
+EXPECTED_COPIED = 11
+EXPECTED_ATTEMPTS = 15 + 2
+
+
+@pytest.fixture(scope="module")
+def crd(control_plane: ControlPlane) -> None:
+    kubectl(control_plane, "apply", "-f", str(CRD))
+    kubectl(
+        control_plane,
+        "wait",
+        "--for=condition=Established",
+        "crd/rockyruns.rocky.dev",
+        "--timeout=60s",
+    )
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> DemoWarehouse:
+    return build_warehouse(tmp_path / "warehouse")
+
+
+class Operator:
+    """`rocky-operator run` as a process watching one namespace, restartable."""
+
+    def __init__(self, cp: ControlPlane, namespace: str, log: Path) -> None:
+        self.cp = cp
+        self.namespace = namespace
+        self.log = log
+        self.port = free_port()
+        self.proc: BackgroundProcess | None = None
+
+    def start(self) -> None:
+        exe = Path(sys.executable).parent / "rocky-operator"
+        argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "rocky_operator.cli"]
+        self.proc = start_process(
+            self.cp,
+            [
+                *argv,
+                "run",
+                "--namespace",
+                self.namespace,
+                "--metrics-host",
+                "127.0.0.1",
+                "--metrics-port",
+                str(self.port),
+                "--batch-seconds",
+                "0.2",
+                "--status-interval-seconds",
+                "1",
+            ],
+            log=self.log,
+            user="operator",
+        )
+        wait_for(self._healthy, timeout=60, what="the operator's /healthz")
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.popen.poll() is not None:
+            raise AssertionError(f"operator exited:\n{self.proc.output()[-4000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as resp:
+            return str(resp.read().decode())
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc = None
+
+
+@pytest.fixture
+def operator(
+    control_plane: ControlPlane, namespace: str, crd: None, tmp_path: Path
+) -> Iterator[Operator]:
+    op = Operator(control_plane, namespace, tmp_path / "operator.log")
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+
+
+def demo_manifest(warehouse: DemoWarehouse, **spec: Any) -> dict[str, Any]:
+    """The demo manifest, reading the warehouse file directly (the node agent mounts no volumes)."""
+    doc: dict[str, Any] = yaml.safe_load(DEMO_MANIFEST.read_text())
+    doc["spec"]["adapter"]["duckdb"]["path"] = str(warehouse.warehouse)
+    doc["spec"]["runner"].pop("volumes", None)
+    doc["spec"]["runner"].pop("volumeMounts", None)
+    doc["spec"].update(spec)
+    return doc
+
+
+def apply(cp: ControlPlane, namespace: str, doc: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / f"{doc['metadata']['name']}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    out = kubectl(cp, "-n", namespace, "apply", "-f", str(path)).stdout
+    assert "rockyrun.rocky.dev/" in out
+
+
+def wait_complete(
+    cp: ControlPlane, namespace: str, name: str, timeout: int = 240
+) -> dict[str, Any]:
+    kubectl(
+        cp,
+        "-n",
+        namespace,
+        "wait",
+        "--for=condition=Complete",
+        f"rockyrun/{name}",
+        f"--timeout={timeout}s",
+        timeout=timeout + 30,
+    )
+    run: dict[str, Any] = kubectl_json(cp, "-n", namespace, "get", "rockyrun", name)
+    return run
+
+
+def rocky_schema() -> dict[str, Any]:
+    for path in SCHEMA_CANDIDATES:
+        if path.exists():
+            loaded: dict[str, Any] = json.loads(path.read_text())
+            return loaded
+    pytest.skip(f"Rocky's schema not found at any of {SCHEMA_CANDIDATES}")
+
+
+def metric_values(text: str, name: str, namespace: str) -> dict[str, float]:
+    """`name{namespace=...,failure_kind=K}` values by K (prometheus text format)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith(name + "{") or f'namespace="{namespace}"' not in line:
+            continue
+        labels, _, value = line[len(name) + 1 :].rpartition("} ")
+        parts = dict(p.split("=", 1) for p in labels.split(","))
+        out[parts["failure_kind"].strip('"')] = float(value)
+    return out
+
+
+def check_final_status(run: dict[str, Any]) -> None:
+    status = run["status"]
+    assert status["phase"] == "PartialFailure"
+    assert status["exitCode"] == 2
+    assert status["tables"]["copied"] == EXPECTED_COPIED
+    assert status["tables"]["failed"] == len(PLANTED)
+    assert status["failures"] == EXPECTED_FAILURES
+
+
+def test_demo_run_completes_with_every_failure_kind_accounted_for(
+    control_plane: ControlPlane,
+    namespace: str,
+    operator: Operator,
+    warehouse: DemoWarehouse,
+    tmp_path: Path,
+) -> None:
+    import jsonschema  # type: ignore[import-untyped]
+    import rocky_sdk
+
+    with hold_lock(warehouse.locked_target):
+        apply(control_plane, namespace, demo_manifest(warehouse), tmp_path)
+        run = wait_complete(control_plane, namespace, "demo")
+    check_final_status(run)
+
+    output = run["status"]["runOutput"]
+    jsonschema.Draft7Validator(rocky_schema(), format_checker=jsonschema.FormatChecker()).validate(
+        output
+    )
+    parsed = rocky_sdk.parse_rocky_output(json.dumps(output))
+    kinds = Counter(str(e["failure_kind"]) for e in output["errors"])
+    assert kinds == Counter(EXPECTED_FAILURES)
+    assert len(output["materializations"]) == EXPECTED_COPIED
+    assert parsed is not None
+
+    table = kubectl(control_plane, "-n", namespace, "get", "rr").stdout.splitlines()
+    assert table[0].split()[:4] == ["NAME", "STATUS", "COPIED", "FAILED"]
+    assert table[1].split()[:4] == ["demo", "PartialFailure", str(EXPECTED_COPIED), "4"]
+    wide = kubectl(control_plane, "-n", namespace, "get", "rr", "-o", "wide").stdout
+    assert wide.splitlines()[0].split()[4] == "EXIT"
+
+    events = kubectl_json(
+        control_plane,
+        "-n",
+        namespace,
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=demo",
+    )["items"]
+    reasons = Counter(e["reason"] for e in events)
+    assert reasons["RunPartiallyFailed"] == 1
+    failed_messages = " ".join(e["message"] for e in events if e["reason"] == "TablesFailed")
+    for kind in EXPECTED_FAILURES:
+        assert kind in failed_messages
+
+    failures = metric_values(operator.metrics(), "rocky_table_failures_total", namespace)
+    # Retried kinds failed twice (first attempt + one retry), the others once.
+    assert failures == {
+        "query-rejected": 1.0,
+        "quota-exceeded": 1.0,
+        "transient": 2.0,
+        "connection-failed": 2.0,
+    }
+    retries = metric_values(operator.metrics(), "rocky_table_retries_total", namespace)
+    assert retries == {"transient": 1.0, "connection-failed": 1.0}
+
+
+def test_deleting_a_run_garbage_collects_its_pods(
+    control_plane: ControlPlane,
+    namespace: str,
+    operator: Operator,
+    warehouse: DemoWarehouse,
+    tmp_path: Path,
+    rest: Rest,
+) -> None:
+    doc = demo_manifest(warehouse, concurrency=3)
+    doc["spec"]["runner"]["command"] = ["sleep", "300"]  # pods that stay Running
+    apply(control_plane, namespace, doc, tmp_path)
+
+    def running_pods() -> list[dict[str, Any]] | None:
+        pods = [
+            p
+            for p in rest.items(namespace, "pods")
+            if p["metadata"].get("labels", {}).get("rocky.dev/run") == "demo"
+            and p.get("status", {}).get("phase") == "Running"
+        ]
+        return pods if len(pods) == 3 else None
+
+    pods = wait_for(running_pods, timeout=60, what="3 running runner pods")
+    for pod in pods:
+        owners = pod["metadata"]["ownerReferences"]
+        assert [(o["kind"], o["name"]) for o in owners] == [("RockyRun", "demo")]
+    kubectl(control_plane, "-n", namespace, "delete", "rockyrun", "demo", "--wait=false")
+
+    def no_pods() -> bool:
+        return not [
+            p
+            for p in rest.items(namespace, "pods")
+            if p["metadata"].get("labels", {}).get("rocky.dev/run") == "demo"
+        ]
+
+    wait_for(no_pods, timeout=90, what="the run's pods to be garbage-collected")
+
+
+def test_operator_killed_mid_run_resumes_without_starting_an_attempt_twice(
+    control_plane: ControlPlane,
+    namespace: str,
+    operator: Operator,
+    warehouse: DemoWarehouse,
+    tmp_path: Path,
+    rest: Rest,
+) -> None:
+    offset = audit_offset(control_plane)
+    with hold_lock(warehouse.locked_target):
+        apply(control_plane, namespace, demo_manifest(warehouse), tmp_path)
+
+        def some_pods() -> bool:
+            pods = [
+                p
+                for p in rest.items(namespace, "pods")
+                if p["metadata"].get("labels", {}).get("rocky.dev/run") == "demo"
+            ]
+            return len(pods) >= 4
+
+        wait_for(some_pods, timeout=120, what="the run to be under way")
+        assert operator.proc is not None
+        operator.proc.kill9()
+        operator.start()
+        run = wait_complete(control_plane, namespace, "demo")
+    check_final_status(run)
+    assert run["status"]["tables"]["attempts"] == EXPECTED_ATTEMPTS
+
+    # Every attempt is one pod create by the operator; a second start of the same attempt would
+    # show up as a second create of the same name (a 409 from the API server).
+    creates: Counter[str] = Counter()
+    conflicts = 0
+    with control_plane.audit_log.open("rb") as fh:
+        fh.seek(offset)
+        for line in fh:
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                ref = event.get("objectRef", {})
+                if (
+                    event.get("verb") == "create"
+                    and ref.get("resource") == "pods"
+                    and not ref.get("subresource")
+                    and ref.get("namespace") == namespace
+                    and event.get("user", {}).get("username") == "rocky-operator"
+                ):
+                    code = event.get("responseStatus", {}).get("code")
+                    if code == 201:
+                        creates[ref.get("name", "?")] += 1
+                    elif code == 409:
+                        conflicts += 1
+    assert sum(creates.values()) == EXPECTED_ATTEMPTS
+    assert conflicts == 0
+    assert audit_counts(control_plane, offset)["rocky-operator"] > 0
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"concurrency": 0}, "spec.concurrency"),
+        ({"adapter": {"type": "oracle"}}, "spec.adapter.type"),
+        ({"strategy": "sometimes"}, "spec.strategy"),
+    ],
+)
+def test_malformed_manifests_are_rejected_by_the_api_server(
+    control_plane: ControlPlane,
+    namespace: str,
+    crd: None,
+    warehouse: DemoWarehouse,
+    tmp_path: Path,
+    patch: dict[str, Any],
+    message: str,
+) -> None:
+    doc = demo_manifest(warehouse, **patch)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    proc = kubectl(control_plane, "-n", namespace, "apply", "-f", str(path), check=False)
+    assert proc.returncode != 0
+    assert "is invalid" in proc.stderr
+    assert message in proc.stderr
+    assert not kubectl_json(control_plane, "-n", namespace, "get", "rockyruns")["items"]

@@ -1,0 +1,279 @@
+"""The controller end to end against an in-process Kubernetes API (kmock), real kopf.
+
+Each scenario creates a RockyRun on the API, lets the fake kubelet play planted pod
+outcomes, and checks what the operator wrote back: status (phase, exit code,
+conditions, counts, bounded runOutput), the complete output in ConfigMaps, Events,
+pods cleaned up, metrics. Covered: every row of DESIGN.md's classification table,
+retries, fail-fast, the auth breaker, resume, bad specs, and an operator killed in the
+middle of a run. The scenarios use only ``cluster`` (HTTP JSON) and ``kubelet.plant``,
+so the same functions can run on the real kube-apiserver with its node agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import rocky_sdk
+import yaml
+from rocky_operator.commands.output import fetch_output
+from rocky_operator.logic.run_output import exit_code
+from rocky_runner.contract import FailureKind
+
+from tests.operator.conftest import run_spec
+from tests.operator.harness import (
+    Cluster,
+    FakeKubelet,
+    Outcome,
+    configuration_for,
+    copied,
+    exit_only,
+    failed,
+    garbage,
+    operator_life,
+)
+
+ROCKY_SCHEMA = json.loads(Path("/work/shared/contracts/rocky-run.schema.json").read_text()) if (
+    Path("/work/shared/contracts/rocky-run.schema.json").exists()) else None
+
+T = FailureKind
+
+
+def _conditions(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in run["status"]["conditions"]}
+
+
+def _check_run_output(doc: dict[str, Any]) -> None:
+    """Rocky's contract: valid against its JSON schema and parseable by rocky-sdk."""
+    if ROCKY_SCHEMA is not None:
+        jsonschema.validate(doc, ROCKY_SCHEMA)
+    rocky_sdk.parse_rocky_output(json.dumps(doc))
+
+
+def _errors_by_table(doc: dict[str, Any]) -> dict[str, str]:
+    return {e["asset_key"][-1]: e["failure_kind"] for e in doc["errors"]}
+
+
+async def test_classification_retries_and_status(
+    api_server: str, cluster: Cluster, kubelet: FakeKubelet, warehouse: Path
+) -> None:
+    """Twelve tables, one per planted fate: every classification row, retries, and the
+    status / output / events / metrics of the finished run."""
+    kubelet.plant("t02", [failed(T.AUTH_FAILED, "password authentication failed")])
+    kubelet.plant("t03", [exit_only(12)])                       # code, no message
+    kubelet.plant("t04", [garbage(15)])                         # code, unreadable message
+    kubelet.plant("t05", [Outcome("oom")])
+    kubelet.plant("t06", [Outcome("evicted")])                  # every attempt: retries run out
+    kubelet.plant("t07", [Outcome("preempted"), copied()])      # DisruptionTarget, then copied
+    kubelet.plant("t08", [Outcome("deadline"), copied()])
+    kubelet.plant("t09", [Outcome("config-error")])             # missing Secret key
+    kubelet.plant("t10", [Outcome("image-pull")])
+    kubelet.plant("t11", [Outcome("deleted"), copied()])        # deleted by someone else
+    kubelet.plant("t12", [failed(T.QUOTA_EXCEEDED), copied()])
+    async with operator_life(api_server, cluster.namespace) as life:
+        await cluster.create_run("mixed", run_spec(warehouse))
+        run = await cluster.wait_finished("mixed", timeout=60)
+        await asyncio.sleep(0.3)  # let the completion event and metrics land
+        metrics = life.runtime.metrics.exposition().decode()
+    status = run["status"]
+    if os.environ.get("ROCKY_SHOW_STATUS"):
+        Path(os.environ["ROCKY_SHOW_STATUS"]).write_text(yaml.safe_dump(run, sort_keys=False))
+
+    assert status["phase"] == "PartialFailure"
+    assert status["exitCode"] == 2
+    conditions = _conditions(run)
+    assert conditions["Accepted"]["status"] == "True"
+    assert conditions["Complete"]["status"] == "True"
+    assert conditions["Complete"]["reason"] == "PartialFailure"
+    assert conditions["Failed"]["status"] == "False"
+    assert status["tables"]["copied"] == 5
+    assert status["tables"]["failed"] == 7
+    assert status["failures"] == {"auth-failed": 2, "not-found": 1, "query-rejected": 1,
+                                  "transient": 1, "unknown": 2}
+    assert status["retries"] == {"quota-exceeded": 1, "transient": 6}
+    assert status["observedGeneration"] == 1
+    assert status["startTime"] <= status["completionTime"]
+
+    full = await fetch_output(configuration_for(api_server), cluster.namespace, "mixed")
+    assert full is not None
+    _check_run_output(full)
+    _check_run_output(status["runOutput"])
+    assert exit_code(full["status"]) == 2
+    assert _errors_by_table(full) == {
+        "t02": "auth-failed", "t03": "query-rejected", "t04": "not-found", "t05": "unknown",
+        "t06": "transient", "t09": "auth-failed", "t10": "unknown",
+    }
+    assert sorted(m["asset_key"][-1] for m in full["materializations"]) == [
+        "t01", "t07", "t08", "t11", "t12"]
+    errors = {e["asset_key"][-1]: e["error"] for e in full["errors"]}
+    assert "OOMKilled" in errors["t05"]
+    assert "Secret" in errors["t09"]
+    assert "image" in errors["t10"]
+    assert "disrupted (Evicted)" in errors["t06"]
+
+    # Every runner pod is gone (results recorded first); events aggregated per kind.
+    assert await cluster.pods("mixed") == []
+    events = await cluster.events()
+    failed_events = [e for e in events if e["reason"] == "TablesFailed"]
+    assert len(failed_events) <= len(status["failures"]) + 2
+    assert sum(int(e["message"].split()[0]) for e in failed_events) == 7
+    assert any(e["reason"] == "RunPartiallyFailed" for e in events)
+
+    # Metrics: each table result counted once, no per-run or per-table label.
+    assert 'rocky_tables_total{namespace="rocky-test",outcome="copied"} 5.0' in metrics
+    assert 'rocky_tables_total{namespace="rocky-test",outcome="failed"} 7.0' in metrics
+    assert 'rocky_table_retries_total{failure_kind="transient",namespace="rocky-test"} 6.0' in (
+        metrics) or ('rocky_table_retries_total{namespace="rocky-test",failure_kind="transient"}'
+                     ' 6.0' in metrics)
+    assert 'rocky_runs_total{namespace="rocky-test",status="partial_failure"} 1.0' in metrics
+    assert "mixed" not in metrics
+
+
+async def test_fail_fast_aborts_and_skips_the_rest(
+    api_server: str, cluster: Cluster, kubelet: FakeKubelet, warehouse: Path
+) -> None:
+    kubelet.plant("t01", [Outcome("copied")])
+    kubelet.plant("t02", [Outcome("hang")])
+    kubelet.plant("t03", [Outcome("failed", failure_kind=T.QUERY_REJECTED, error="bad SQL",
+                                  delay=0.3)])
+    spec = run_spec(warehouse, failFast=True, concurrency=3)
+    async with operator_life(api_server, cluster.namespace):
+        await cluster.create_run("ff", spec)
+        run = await cluster.wait_finished("ff")
+    status = run["status"]
+    assert status["phase"] == "PartialFailure"
+    assert status["tables"]["copied"] == 1
+    assert status["tables"]["failed"] == 2           # t03, and t02 aborted while running
+    assert status["tables"]["notAttempted"] == 9
+    assert "fail-fast" in status["message"]
+    full = run["status"]["runOutput"]
+    assert _errors_by_table(full) == {"t02": "transient", "t03": "query-rejected"}
+    assert len(full["contained"]) == 9
+    assert await cluster.pods("ff") == []            # the hanging pod was stopped
+
+
+async def test_breaker_stops_launching_after_auth_failures(
+    api_server: str, cluster: Cluster, kubelet: FakeKubelet, warehouse: Path
+) -> None:
+    for table in ("t01", "t02", "t03"):
+        kubelet.plant(table, [failed(T.AUTH_FAILED, "invalid token")])
+    spec = run_spec(warehouse, concurrency=1, circuitBreaker={"authFailedThreshold": 2})
+    async with operator_life(api_server, cluster.namespace):
+        await cluster.create_run("breaker", spec)
+        run = await cluster.wait_finished("breaker")
+    status = run["status"]
+    assert status["phase"] == "Failed"
+    assert status["exitCode"] == 1
+    assert status["failures"] == {"auth-failed": 12}
+    assert status["tables"]["attempts"] == 2          # no pod after the breaker opened
+    assert len(kubelet.handled) == 2
+    breaker_errors = [e for e in status["runOutput"]["errors"] if "breaker" in e["error"]]
+    assert len(breaker_errors) == 10
+
+
+async def test_resume_skips_copied_and_filters_kinds(
+    api_server: str, cluster: Cluster, kubelet: FakeKubelet, warehouse: Path
+) -> None:
+    kubelet.plant("t02", [failed(T.TRANSIENT, "lock timeout")])
+    kubelet.plant("t03", [failed(T.AUTH_FAILED)])
+    no_retry = {"transient": {"maxRetries": 0}}
+    async with operator_life(api_server, cluster.namespace):
+        await cluster.create_run("first", run_spec(warehouse, retry=no_retry))
+        first = await cluster.wait_finished("first")
+        assert first["status"]["tables"]["failed"] == 2
+        kubelet.planted.clear()                      # everything copies now
+        await cluster.create_run("only-transient", run_spec(
+            warehouse, resumeFrom="first", resumeKinds=["transient"]))
+        await cluster.create_run("all-failed", run_spec(warehouse, resumeFrom="first"))
+        only = await cluster.wait_finished("only-transient")
+        every = await cluster.wait_finished("all-failed")
+    assert only["status"]["phase"] == "Succeeded"
+    assert only["status"]["tables"]["planned"] == 1
+    assert only["status"]["tables"]["resumed"] == 11
+    assert [m["asset_key"][-1] for m in only["status"]["runOutput"]["materializations"]] == ["t02"]
+    assert only["status"]["runOutput"]["resumed_from"] == "first"
+    assert sorted(m["asset_key"][-1] for m in every["status"]["runOutput"]["materializations"]) == [
+        "t02", "t03"]
+
+
+BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
+    ("placeholder", {"target": {"catalogTemplate": "{tenant}_wh",
+                                "schemaTemplate": "staging__{country}"}},
+     "InvalidSpec", "{country}"),
+    ("filter", {"filter": "planet=mars"}, "InvalidSpec", "planet"),
+    ("secret", {"adapter": {"type": "snowflake", "snowflake": {
+        "account": "acme", "user": "rocky",
+        "passwordSecretRef": {"name": "nowhere", "key": "password"}}}},
+     "SecretNotFound", "nowhere"),
+    ("secret-key", {"adapter": {"type": "snowflake", "snowflake": {
+        "account": "acme", "user": "rocky",
+        "passwordSecretRef": {"name": "sf", "key": "pasword"}}}},
+     "SecretKeyNotFound", "pasword"),
+    ("resume", {"resumeFrom": "never-ran"}, "ResumeSourceNotFound", "never-ran"),
+]
+
+
+@pytest.mark.parametrize(("case", "overrides", "reason", "named"), BAD_SPECS,
+                         ids=[b[0] for b in BAD_SPECS])
+async def test_bad_spec_fails_without_pods(
+    api_server: str, cluster: Cluster, kubelet: FakeKubelet, warehouse: Path,
+    case: str, overrides: dict[str, Any], reason: str, named: str,
+) -> None:
+    await cluster.create_secret("sf", {"password": "s3cr3t-value"})
+    async with operator_life(api_server, cluster.namespace):
+        await cluster.create_run(f"bad-{case}", run_spec(warehouse, **overrides))
+        run = await cluster.wait_finished(f"bad-{case}")
+    status = run["status"]
+    assert status["phase"] == "Failed"
+    assert status["exitCode"] == 1
+    accepted = _conditions(run)["Accepted"]
+    assert (accepted["status"], accepted["reason"]) == ("False", reason)
+    assert named in accepted["message"]
+    assert await cluster.pods() == []
+    assert "s3cr3t-value" not in json.dumps(run)
+    _check_run_output(status["runOutput"])
+
+
+async def test_operator_killed_mid_run_loses_nothing(
+    api_server: str, cluster: Cluster, kubelet: FakeKubelet, warehouse: Path
+) -> None:
+    """Kill the operator with pods in flight; they finish while it is down; a new
+    operator adopts them, records every result once and starts no attempt twice."""
+    kubelet.plant("t05", [failed(T.TRANSIENT), copied()])
+    kubelet.paused = True
+    first = operator_life(api_server, cluster.namespace)
+    life = await first.__aenter__()
+    await cluster.create_run("restart", run_spec(warehouse, concurrency=4))
+    await cluster.wait_run("restart", lambda r: bool(r.get("status", {}).get("tables", {})
+                                                     .get("running")))
+    for _ in range(100):
+        if len(await cluster.pods("restart")) == 4:
+            break
+        await asyncio.sleep(0.05)
+    await life.kill()
+    metrics_before = life.runtime.metrics
+    kubelet.paused = False                       # the pods finish while nobody watches
+    for _ in range(100):
+        pods = await cluster.pods("restart")
+        if all((p.get("status") or {}).get("phase") in ("Succeeded", "Failed") for p in pods):
+            break
+        await asyncio.sleep(0.05)
+    async with operator_life(api_server, cluster.namespace) as second:
+        run = await cluster.wait_finished("restart", timeout=60)
+        metrics_after = second.runtime.metrics
+    status = run["status"]
+    assert status["phase"] == "Succeeded"
+    assert status["tables"]["copied"] == 12
+    full = await fetch_output(configuration_for(api_server), cluster.namespace, "restart")
+    assert full is not None and full["tables_copied"] == 12
+    # Attempt numbers: 12 first attempts + one retry of t05, each pod name seen once.
+    assert status["tables"]["attempts"] == 13
+    assert len(kubelet.handled) == 13
+    copied_before = metrics_before.tables.labels("rocky-test", "copied")._value.get()
+    copied_after = metrics_after.tables.labels("rocky-test", "copied")._value.get()
+    assert copied_before + copied_after == 12
