@@ -82,6 +82,21 @@ def _redactor() -> Callable[[str], str]:
     return Redactor.from_env(os.environ)
 
 
+def discovery_failure_kind(exc: BaseException) -> FailureKind:
+    """The kind of a discovery failure, as far as the operator side may tell.
+
+    The runner's own errors say their kind (``ClassifiedError.failure_kind``, e.g. a
+    missing DuckDB file is connection-failed); connector exceptions would need the
+    runner's classifier, which the operator does not import (``.importlinter``), so
+    they are ``unknown``. Either way the run fails with exit code 1.
+    """
+    for link in (exc, exc.__cause__, exc.__context__):
+        kind = getattr(link, "failure_kind", None)
+        if isinstance(kind, FailureKind):
+            return kind
+    return FailureKind.UNKNOWN
+
+
 def discover(manifest: Manifest) -> list[PlannedTable]:
     """The run's tables: discovery through the runner's adapter, then planning.
 
@@ -241,9 +256,7 @@ def execute(
     try:
         planned = discover(manifest)
     except Exception as exc:  # the run's boundary: any discovery failure ends it as a failure
-        from rocky_runner.classify import classify_exception
-
-        kind = classify_exception(exc)
+        kind = discovery_failure_kind(exc)
         message = _redactor()(f"discovery failed: {type(exc).__name__}: {exc}")
         doc = build_failed_run_output(
             message,
