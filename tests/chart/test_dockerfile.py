@@ -160,3 +160,26 @@ def test_dockerignore_sends_only_what_the_image_needs() -> None:
         "operator/rocky_operator.egg-info/PKG-INFO",
     ):
         assert _ignored(unwanted, patterns), unwanted
+
+
+def test_build_context_holds_every_file_of_the_distribution() -> None:
+    """Every tracked file the wheel is built from (the two import packages with their package
+    data, pyproject.toml, README.md) is in the build context; nothing else is."""
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    sent = {path for path in tracked if not _ignored(path, patterns)}
+    needed = {
+        path
+        for path in tracked
+        if path in ("pyproject.toml", "README.md")
+        or path.startswith(("operator/rocky_operator/", "runner/rocky_runner/"))
+    }
+    assert needed <= sent, sorted(needed - sent)
+    assert sent <= needed | {".dockerignore"}, sorted(sent - needed)
+    assert any(p.endswith("py.typed") for p in sent)
