@@ -277,3 +277,13 @@ def test_ctrl_c_cancels_the_run_and_still_prints_the_output(tmp_path: Path) -> N
     contained = doc["contained"]
     assert sorted(c["model"] for c in contained) == ["duckdb/acme/shop/b", "duckdb/acme/shop/c"]
     assert all("cancelled" in c["unblock_hint"] for c in contained)
+
+
+def test_a_runner_that_cannot_start_fails_as_unknown(tmp_path: Path) -> None:
+    warehouse = build_warehouse(tmp_path / "w.duckdb", {"src__acme__shop": ["a", "b"]})
+    manifest = write_manifest(tmp_path / "run.yaml", manifest_doc(warehouse))
+    result = run(manifest, LocalOptions(runner_command=[str(tmp_path / "no-such-runner")]))
+    assert result.code == 1
+    kinds = result.kinds()
+    assert kinds == {"duckdb/acme/shop/a": "unknown", "duckdb/acme/shop/b": "unknown"}
+    assert "could not start the runner" in result.output["errors"][0]["error"]

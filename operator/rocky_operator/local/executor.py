@@ -31,7 +31,7 @@ from rocky_operator.local.process import (
 )
 from rocky_operator.local.progress import Reporter
 from rocky_operator.local.resume import PreviousRun, load_previous, parse_kinds, select_tables
-from rocky_operator.logic.decide import TERMINAL_STATES, Attempt, Decision, decide
+from rocky_operator.logic.decide import TERMINAL_STATES, Attempt, AttemptState, Decision, decide
 from rocky_operator.logic.policy import RunPolicy
 from rocky_operator.logic.run_output import build_failed_run_output, build_run_output, exit_code
 from rocky_operator.logic.tables import PlannedTable, adapter_settings, attempt_name, plan_tables
@@ -157,13 +157,14 @@ class _Loop:
         self.cancelled = False
         self.max_running = 0
         self._settled: set[str] = set()
+        self._ended: list[Attempt] = []
         self._reason: str | None = None
 
     def label(self, key: str) -> str:
         return "/".join(self.tables[key].asset_key)
 
     def _observe(self) -> list[Attempt]:
-        ended: list[Attempt] = []
+        ended, self._ended = self._ended, []
         for key, proc in list(self.processes.items()):
             proc.kill_if_overdue()
             attempt = proc.poll(self.clock())
@@ -195,15 +196,30 @@ class _Loop:
                 proc.terminate(self.options.grace_seconds)
         for table, number in decision.start:
             now = self.clock()
-            proc = RunnerProcess.start(
-                self.tables[table],
-                number,
-                work_dir=self.work_dir,
-                name=attempt_name(self.manifest.name, table, number),
-                now=now,
-                command=self.options.runner_command,
-                extra_env=self.env,
-            )
+            try:
+                proc = RunnerProcess.start(
+                    self.tables[table],
+                    number,
+                    work_dir=self.work_dir,
+                    name=attempt_name(self.manifest.name, table, number),
+                    now=now,
+                    command=self.options.runner_command,
+                    extra_env=self.env,
+                )
+            except OSError as exc:
+                # Like a pod whose image cannot be pulled: the attempt fails as unknown.
+                failed = Attempt(
+                    table=table,
+                    number=number,
+                    state=AttemptState.FAILED,
+                    started_at=now,
+                    finished_at=now,
+                    failure_kind=FailureKind.UNKNOWN,
+                    error=f"could not start the runner {self.options.runner_command[0]!r}: {exc}",
+                )
+                self.attempts[(table, number)] = failed
+                self._ended.append(failed)
+                continue
             self.processes[proc.key] = proc
             self.attempts[proc.key] = proc.running_attempt()
             self.reporter.attempt_started(self.label(table), number)
@@ -219,20 +235,34 @@ class _Loop:
         self.cancelled = True
 
     def run(self) -> Decision:
+        decision: Decision | None = None
+        decided_cancelled = False
         with _on_sigint(self.interrupt):
             while True:
                 ended = self._observe()
-                decision = decide(
-                    self.order,
-                    self.attempts.values(),
-                    self.policy,
-                    self.clock(),
-                    cancelled=self.cancelled,
-                )
-                self._report(ended, decision)
-                if decision.finished:
-                    return decision
-                self._act(decision)
+                now = self.clock()
+                # Decide again only when something it looks at changed: an attempt
+                # ended, the run was cancelled, or a retry came due.
+                if (
+                    decision is None
+                    or ended
+                    or self.cancelled != decided_cancelled
+                    or (decision.requeue_at is not None and now >= decision.requeue_at)
+                ):
+                    decided_cancelled = self.cancelled
+                    decision = decide(
+                        self.order,
+                        self.attempts.values(),
+                        self.policy,
+                        now,
+                        cancelled=decided_cancelled,
+                    )
+                    self._report(ended, decision)
+                    if decision.finished:
+                        return decision
+                    self._act(decision)
+                    if self._ended:
+                        continue  # a runner could not start: decide again at once
                 time.sleep(self.options.poll_seconds)
 
     def close(self) -> None:

@@ -200,6 +200,7 @@ def decide(
     against ``policy.concurrency``; due retries go first, then new tables in order.
     """
     order = list(dict.fromkeys(tables))
+    position = {key: i for i, key in enumerate(order)}
     merged = _merge(attempts, set(order))
     histories = {
         key: tuple(merged.get(key, {})[n] for n in sorted(merged.get(key, {}))) for key in order
@@ -216,7 +217,7 @@ def decide(
     not_attempted_note = ""
     final_failures = sorted(
         (o for o in outcomes.values() if o.state is TableState.FAILED),
-        key=lambda o: (o.finished_at or o.started_at or now, order.index(o.table)),
+        key=lambda o: (o.finished_at or o.started_at or now, position[o.table]),
     )
     auth_failures = sum(
         1
@@ -281,7 +282,7 @@ def decide(
                 and o.retry_at is not None
                 and o.retry_at <= now
             ),
-            key=lambda o: (o.retry_at or now, order.index(o.table)),
+            key=lambda o: (o.retry_at or now, position[o.table]),
         )
         fresh = [o for o in outcomes.values() if o.state is TableState.PENDING]
         for outcome in [*due, *fresh]:
