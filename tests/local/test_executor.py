@@ -287,3 +287,20 @@ def test_a_runner_that_cannot_start_fails_as_unknown(tmp_path: Path) -> None:
     kinds = result.kinds()
     assert kinds == {"duckdb/acme/shop/a": "unknown", "duckdb/acme/shop/b": "unknown"}
     assert "could not start the runner" in result.output["errors"][0]["error"]
+
+
+def test_auth_breaker_stops_launching_and_reports_the_rest_as_auth_failed(tmp_path: Path) -> None:
+    """Every runner is rejected (exit 11, auth-failed); after 3 no more are started."""
+    tables = [f"t{i}" for i in range(6)]
+    warehouse = build_warehouse(tmp_path / "w.duckdb", {"src__acme__shop": tables})
+    starts = tmp_path / "starts.log"
+    command = wrapper_script(tmp_path / "runner.sh", f"echo x >> {starts}\nexit 11")
+    manifest = write_manifest(tmp_path / "run.yaml", manifest_doc(warehouse, concurrency=1))
+    result = run(manifest, LocalOptions(runner_command=command))
+    assert result.code == 1
+    assert len(starts.read_text().splitlines()) == 3
+    errors = result.output["errors"]
+    assert [e["failure_kind"] for e in errors] == ["auth-failed"] * 6
+    never = [e for e in errors if "not attempted" in e["error"]]
+    assert [e["asset_key"][-1] for e in never] == ["t3", "t4", "t5"]
+    assert "circuit breaker open" in result.stderr
