@@ -309,3 +309,18 @@ def test_message_parsing() -> None:
     assert parsed == ("UNRESOLVED_COLUMN.WITH_SUGGESTION", "42703")
     assert databricks_errors.parse_server_message("no structure here") == (None, None)
     assert databricks_errors.classify(ValueError("[TABLE_OR_VIEW_NOT_FOUND] x")) is None
+
+
+def test_dns_failure_is_connection_failed() -> None:
+    """Built by hand: resolving a name that does not exist would send a query past
+    127.0.0.1. This is what urllib3 raises (and requests wraps, for BigQuery)."""
+    import socket
+
+    import requests
+    from urllib3.exceptions import MaxRetryError, NameResolutionError
+
+    gaierror = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    raw = MaxRetryError(None, "/sql", NameResolutionError("nowhere.invalid", None, gaierror))
+    assert classify_exception(raw) is FailureKind.CONNECTION_FAILED
+    wrapped = requests.exceptions.ConnectionError(raw)
+    assert classify_exception(wrapped) is FailureKind.CONNECTION_FAILED

@@ -282,7 +282,7 @@ def test_key_pair_credential_is_converted_and_a_bad_key_is_auth_failed() -> None
     )
     assert kwargs["authenticator"] == "SNOWFLAKE_JWT"
     loaded = serialization.load_der_private_key(kwargs["private_key"], password=None)
-    assert loaded.private_numbers() == key.private_numbers()  # type: ignore[union-attr]
+    assert loaded.private_numbers() == key.private_numbers()
     with pytest.raises(Exception) as info:  # noqa: PT011
         sf.connect_kwargs(
             settings, Credentials({ENV_SNOWFLAKE_PRIVATE_KEY: "not a key"}), timeout_seconds=30
