@@ -25,7 +25,10 @@ from pathlib import Path
 
 import duckdb
 
-HEAVY = ("snowflake", "databricks", "google", "pyarrow", "kopf", "kubernetes", "pandas", "numpy")
+HEAVY = (
+    "snowflake", "databricks", "google", "pyarrow", "kopf", "kubernetes", "pandas", "numpy",
+    "sqlglot", "requests", "urllib3",
+)  # fmt: skip
 
 #: Runs the runner's main() with duckdb.connect wrapped so the first SQL is time-stamped.
 WRAPPER = r"""

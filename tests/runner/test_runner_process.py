@@ -291,3 +291,15 @@ def test_secret_values_never_leave_the_runner(warehouse: Path, tmp_path: Path) -
         assert shape not in result.stderr
     assert "***" in result.result["error"]
     assert result.result["asset_key"] == ["duckdb", "x***y"]
+
+
+def test_python_dash_m_is_the_same_entry_point(tmp_path: Path) -> None:
+    path = tmp_path / "m.json"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("ROCKY_")}
+    environ.update({ENV_TASK: "not json", ENV_RESULT_PATH: str(path)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "rocky_runner"], env=environ, capture_output=True, check=False
+    )
+    assert proc.returncode == 16
+    assert json.loads(path.read_bytes())["failure_kind"] == "unknown"
+    assert b"not a valid table task" in proc.stderr
