@@ -47,15 +47,19 @@ MIN_SLEEP_SECONDS = 0.5
 _api: ScheduleApi | None = None
 
 
-def _schedule_api() -> ScheduleApi:
-    """One synchronous API client for all schedules (created on first use)."""
+def _schedule_api(configuration: Any | None = None) -> ScheduleApi:
+    """One synchronous API client for all schedules (created on first use).
+
+    ``configuration`` is the operator's own (``rocky-operator run --context``, through
+    ``memo.runtime``); without it, the in-cluster configuration or the kubeconfig.
+    """
     global _api
     if _api is None:
         from kubernetes import client as k8s
 
         from rocky_operator.kube.client import load_configuration
 
-        _api = ScheduleApi(k8s.ApiClient(load_configuration()))
+        _api = ScheduleApi(k8s.ApiClient(configuration or load_configuration()))
     return _api
 
 
@@ -152,13 +156,15 @@ async def schedule_daemon(
     namespace: str | None,
     body: kopf.Body,
     stopped: kopf.DaemonStopped,
+    memo: kopf.Memo,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
     **_: Any,
 ) -> None:
     """Keep one RockySchedule's runs on schedule until the schedule is deleted."""
     if name is None or namespace is None:  # RockySchedule is namespaced: cannot happen
         raise kopf.PermanentError("a RockySchedule without name or namespace")
-    client = _schedule_api()
+    runtime = getattr(memo, "runtime", None)
+    client = _schedule_api(getattr(runtime, "configuration", None))
     while not stopped:
         try:
             result = await asyncio.to_thread(
