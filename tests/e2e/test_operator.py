@@ -308,15 +308,12 @@ def test_operator_killed_mid_run_resumes_without_starting_an_attempt_twice(
     with hold_lock(warehouse.locked_target):
         apply(control_plane, namespace, demo_manifest(warehouse), tmp_path)
 
-        def some_pods() -> bool:
-            pods = [
-                p
-                for p in rest.items(namespace, "pods")
-                if p["metadata"].get("labels", {}).get("rocky.dev/run") == "demo"
-            ]
-            return len(pods) >= 4
+        def under_way() -> bool:
+            run = rest.get(f"/apis/rocky.dev/v1alpha1/namespaces/{namespace}/rockyruns/demo")
+            tables = run.get("status", {}).get("tables", {})
+            return 3 <= tables.get("copied", 0) + tables.get("failed", 0) < 15
 
-        wait_for(some_pods, timeout=120, what="the run to be under way")
+        wait_for(under_way, timeout=120, interval=0.1, what="the run to be under way")
         assert operator.proc is not None
         operator.proc.kill9()
         operator.start()
