@@ -311,7 +311,8 @@ def test_operator_killed_mid_run_resumes_without_starting_an_attempt_twice(
         def under_way() -> bool:
             run = rest.get(f"/apis/rocky.dev/v1alpha1/namespaces/{namespace}/rockyruns/demo")
             tables = run.get("status", {}).get("tables", {})
-            return 3 <= tables.get("copied", 0) + tables.get("failed", 0) < 15
+            done = int(tables.get("copied", 0)) + int(tables.get("failed", 0))
+            return 3 <= done < 15
 
         wait_for(under_way, timeout=120, interval=0.1, what="the run to be under way")
         assert operator.proc is not None
