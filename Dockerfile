@@ -7,8 +7,8 @@
 #         docker build --build-arg EXTRAS=operator -t rocky-operator:duckdb-only .
 #
 # Both stages use the same python:<version>-slim base, so the virtualenv's interpreter path is
-# identical in the builder and the final image. Every dependency ships wheels for
-# linux/amd64 and linux/arm64, so the builder needs no compiler either and the final image
+# identical in the builder and the final image. Dependencies are installed from wheels only
+# (--only-binary=:all:; every one ships them), so no stage needs a compiler and the final image
 # has none.
 
 ARG PYTHON_VERSION=3.11
@@ -37,7 +37,7 @@ COPY pyproject.toml ./
 # hadolint ignore=DL3013
 RUN mkdir -p operator/rocky_operator runner/rocky_runner \
     && touch README.md operator/rocky_operator/__init__.py runner/rocky_runner/__init__.py \
-    && pip install --no-cache-dir ".[${EXTRAS}]" \
+    && pip install --no-cache-dir --only-binary=:all: ".[${EXTRAS}]" \
     && pip uninstall --yes rocky-operator \
     && rm -rf operator runner README.md
 

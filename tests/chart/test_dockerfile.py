@@ -80,6 +80,7 @@ def test_multi_stage_with_dependency_layer_before_source() -> None:
         i for i, line in enumerate(builder) if line.startswith("RUN") and "pip install" in line
     )
     assert builder[copies[0]] == "COPY pyproject.toml ./"
+    assert "--only-binary=:all:" in builder[deps_install], "wheels only: no compiler needed"
     assert copies[0] < deps_install < copies[1], (
         "dependencies must install before the source is copied"
     )
