@@ -3,15 +3,19 @@ Indexed Job with `completions: N` running the same runner command, one table per
 
     python -m benchmarks.side_by_side --tables 1000 --parallelism 32
     python -m benchmarks.side_by_side --tables 200 --skip-rockyrun     # the Job side only
+    python -m benchmarks.side_by_side --tables 200 --skip-job          # the RockyRun side only
 
 Prints, for each side, the wall time until all N pods were created and until completion, and the
 API requests each issued (from the audit log, attributed by user: the Job side is the
 kube-controller-manager, the RockyRun side the operator; the node agent's requests are shown
 apart since they are the same work on both sides), then the ratios.
 
-Every table is a tiny DuckDB table (`raw.t0000` ...) copied with `full_refresh` into `copy.*` of
-the same file by `rocky-runner`; the Job builds each pod's `ROCKY_TASK` from its completion index
-in a shell, the same task JSON the operator would put there.
+Every table is a tiny DuckDB table (`src__bench.t0000` ...) copied with `full_refresh` by
+`rocky-runner` into `bench_copy.copy.*` (the DuckDB file bench_copy.duckdb next to the warehouse).
+The RockyRun discovers the tables (schemaPattern prefix `src__`, component `tenant`) and plans the
+same tasks; the Job builds each pod's `ROCKY_TASK` from its completion index in a shell. Neither
+side retries (RockyRun `retry.*.maxRetries: 0`, Job `backoffLimitPerIndex: 0`) and both run at
+most `--parallelism` pods at once (`concurrency` / `parallelism`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 
 import duckdb
 from tests.support.control_plane import (
+    REPO,
     ControlPlane,
     audit_counts,
     audit_offset,
@@ -43,47 +48,91 @@ KCM_USER = "system:kube-controller-manager"
 AGENT_USER = "rocky-node-agent"
 
 
+SOURCE_SCHEMA = "src__bench"
+TARGET_CATALOG = "bench_copy"
+TARGET_SCHEMA = "copy"
+
+
 def make_warehouse(path: Path, tables: int) -> None:
-    """A DuckDB file with `tables` tiny source tables in schema `raw`."""
+    """A DuckDB file with `tables` tiny source tables in schema `src__bench`."""
     con = duckdb.connect(str(path))
     try:
-        con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {SOURCE_SCHEMA}")
         for i in range(tables):
             con.execute(
-                f"CREATE OR REPLACE TABLE raw.t{i:04d} AS SELECT range AS id, "
+                f"CREATE OR REPLACE TABLE {SOURCE_SCHEMA}.t{i:04d} AS SELECT range AS id, "
                 "now()::TIMESTAMP AS _fivetran_synced FROM range(3)"
             )
     finally:
         con.close()
 
 
-def copied_tables(path: Path) -> int:
+def target_file(warehouse: Path) -> Path:
+    return warehouse.parent / f"{TARGET_CATALOG}.duckdb"
+
+
+def copied_tables(warehouse: Path) -> int:
     """How many target tables exist (checks the runners' "copied" claims against the file)."""
-    con = duckdb.connect(str(path), read_only=True)
+    if not target_file(warehouse).exists():
+        return 0
+    con = duckdb.connect(str(target_file(warehouse)), read_only=True)
     try:
         row = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'copy'"
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ?",
+            [TARGET_SCHEMA],
         ).fetchone()
         return int(row[0]) if row else 0
     finally:
         con.close()
 
 
-def drop_targets(path: Path) -> None:
-    con = duckdb.connect(str(path))
-    try:
-        con.execute("DROP SCHEMA IF EXISTS copy CASCADE")
-    finally:
-        con.close()
+def drop_targets(warehouse: Path) -> None:
+    for path in (target_file(warehouse), Path(f"{target_file(warehouse)}.wal")):
+        path.unlink(missing_ok=True)
+
+
+def rockyrun_manifest(name: str, warehouse: Path, parallelism: int) -> dict[str, Any]:
+    """The RockyRun over the same tables, doing the same per-table work as the Job."""
+    return {
+        "apiVersion": "rocky.dev/v1alpha1",
+        "kind": "RockyRun",
+        "metadata": {"name": name},
+        "spec": {
+            "adapter": {"type": "duckdb", "duckdb": {"path": str(warehouse)}},
+            "source": {
+                "schemaPattern": {"prefix": "src__", "separator": "__", "components": ["tenant"]}
+            },
+            "target": {
+                "catalogTemplate": "{tenant}_copy",
+                "schemaTemplate": TARGET_SCHEMA,
+            },
+            "strategy": "full_refresh",
+            "concurrency": parallelism,
+            "failFast": False,
+            "retry": {
+                kind: {"maxRetries": 0}
+                for kind in (
+                    "connection-failed",
+                    "auth-failed",
+                    "query-rejected",
+                    "transient",
+                    "quota-exceeded",
+                    "not-found",
+                    "unknown",
+                )
+            },
+            "runner": {"command": ["rocky-runner"], "activeDeadlineSeconds": 600},
+        },
+    }
 
 
 def job_manifest(name: str, warehouse: Path, tables: int, parallelism: int) -> dict[str, Any]:
     """An Indexed Job whose pod i copies table raw.t<i> with rocky-runner."""
     task_template = json.dumps(
         {
-            "asset_key": ["duckdb", "raw", "t{IDX}"],
-            "source": {"schema": "raw", "table": "t{IDX}"},
-            "target": {"schema": "copy", "table": "t{IDX}"},
+            "asset_key": ["duckdb", "bench", "t{IDX}"],
+            "source": {"schema": SOURCE_SCHEMA, "table": "t{IDX}"},
+            "target": {"catalog": TARGET_CATALOG, "schema": TARGET_SCHEMA, "table": "t{IDX}"},
             "strategy": "full_refresh",
             "adapter": {"type": "duckdb", "duckdb": {"path": str(warehouse)}},
             "timeout_seconds": 300,
@@ -226,37 +275,34 @@ def run_job(cp: ControlPlane, warehouse: Path, tables: int, parallelism: int) ->
 
 
 def run_rockyrun(
-    cp: ControlPlane, manifest: Path, tables: int, log_dir: Path
-) -> SideResult:  # pragma: no cover - needs the operator
-    """Apply the CRD and the RockyRun manifest (its tables: the same raw.t* tables), with the
-    operator running as a process under the `rocky-operator` user."""
+    cp: ControlPlane, warehouse: Path, tables: int, parallelism: int, log_dir: Path
+) -> SideResult:
+    """Apply the CRD, start the operator as a process (user `rocky-operator`), apply the run."""
     ns = "bench-rockyrun"
     kubectl(cp, "create", "namespace", ns)
-    kubectl(cp, "apply", "-f", str(Path(__file__).resolve().parents[1] / "crds"))
+    kubectl(cp, "apply", "-f", str(REPO / "crds" / "rockyruns.rocky.dev.yaml"))
+    kubectl(cp, "wait", "--for=condition=Established", "crd/rockyruns.rocky.dev")
+    exe = Path(sys.executable).parent / "rocky-operator"
+    argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "rocky_operator.cli"]
     operator = start_process(
-        cp,
-        [sys.executable, "-m", "rocky_operator.cli", "run", "--namespace", ns],
-        log=log_dir / "operator.log",
+        cp, [*argv, "run", "--namespace", ns, "--metrics-port", "0"], log=log_dir / "operator.log"
     )
+    manifest = json.dumps(rockyrun_manifest("bench", warehouse, parallelism))
     try:
 
         def done() -> bool:
-            out = kubectl(cp, "-n", ns, "get", "rockyruns", "-o", "json").stdout
-            items = json.loads(out)["items"]
-            return bool(items) and all(
-                any(
-                    c["type"] == "Complete" and c["status"] == "True"
-                    for c in i.get("status", {}).get("conditions", [])
-                )
-                for i in items
-            )
+            if operator.popen.poll() is not None:
+                raise RuntimeError(f"operator exited:\n{operator.output()[-3000:]}")
+            out = kubectl(cp, "-n", ns, "get", "rockyrun", "bench", "-o", "json").stdout
+            conds = json.loads(out).get("status", {}).get("conditions", [])
+            return any(c["type"] == "Complete" and c["status"] == "True" for c in conds)
 
         return measure(
             cp,
             "RockyRun",
             ns,
             tables,
-            lambda: kubectl(cp, "-n", ns, "apply", "-f", str(manifest)),
+            lambda: apply_yaml(cp, manifest, namespace=ns),
             done,
             timeout=3600,
         )
@@ -290,8 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tables", type=int, default=1000)
     parser.add_argument("--parallelism", type=int, default=32)
-    parser.add_argument("--rockyrun", type=Path, help="RockyRun manifest over the same tables")
-    parser.add_argument("--skip-rockyrun", action="store_true")
+    parser.add_argument("--skip-rockyrun", action="store_true", help="run only the Job")
+    parser.add_argument("--skip-job", action="store_true", help="run only the RockyRun")
     parser.add_argument("--state-dir", type=Path)
     args = parser.parse_args(argv)
 
@@ -302,20 +348,29 @@ def main(argv: list[str] | None = None) -> int:
     cp = ControlPlane(state / "cp", binaries_dir(), max_pods=max(64, args.parallelism))
     with cp:
         print(f"control plane up in {cp.startup_seconds:.1f}s", file=sys.stderr)
-        sides = [run_job(cp, warehouse, args.tables, args.parallelism)]
-        job = json.loads(kubectl(cp, "-n", "bench-job", "get", "job", "copy", "-o", "json").stdout)
-        print(
-            f"Indexed Job: {job['status'].get('succeeded', 0)} succeeded, "
-            f"{job['status'].get('failed', 0)} failed; "
-            f"{copied_tables(warehouse)} target tables exist"
-        )
+        sides: list[SideResult] = []
+        if not args.skip_job:
+            sides.append(run_job(cp, warehouse, args.tables, args.parallelism))
+            job = json.loads(
+                kubectl(cp, "-n", "bench-job", "get", "job", "copy", "-o", "json").stdout
+            )
+            print(
+                f"Indexed Job: {job['status'].get('succeeded', 0)} succeeded, "
+                f"{job['status'].get('failed', 0)} failed; "
+                f"{copied_tables(warehouse)} target tables exist"
+            )
         if not args.skip_rockyrun:
-            if args.rockyrun is None:
-                print("no --rockyrun manifest given: Job side only", file=sys.stderr)
-            else:
-                drop_targets(warehouse)
-                sides.append(run_rockyrun(cp, args.rockyrun, args.tables, state))
-                print(f"RockyRun: {copied_tables(warehouse)} target tables exist")
+            drop_targets(warehouse)
+            sides.append(run_rockyrun(cp, warehouse, args.tables, args.parallelism, state))
+            run = json.loads(
+                kubectl(cp, "-n", "bench-rockyrun", "get", "rockyrun", "bench", "-o", "json").stdout
+            )
+            counts = run["status"]["tables"]
+            print(
+                f"RockyRun: {run['status']['phase']}, {counts['copied']} copied, "
+                f"{counts['failed']} failed {run['status'].get('failures', {})}; "
+                f"{copied_tables(warehouse)} target tables exist"
+            )
         report(sides)
         for s in sides:
             print(f"{s.name} requests by user: {json.dumps(s.requests, sort_keys=True)}")
