@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import tempfile
@@ -75,8 +76,7 @@ def _runner_env(manifest: Manifest) -> dict[str, str]:
 
 
 def _redactor() -> Callable[[str], str]:
-    import os
-
+    """Secret values of our environment (the runners' credentials) masked in messages."""
     from rocky_runner.redact import Redactor
 
     return Redactor.from_env(os.environ)
@@ -155,7 +155,6 @@ class _Loop:
         self.attempts: dict[tuple[str, int], Attempt] = {}
         self.processes: dict[tuple[str, int], RunnerProcess] = {}
         self.cancelled = False
-        self.max_running = 0
         self._settled: set[str] = set()
         self._ended: list[Attempt] = []
         self._reason: str | None = None
@@ -223,7 +222,6 @@ class _Loop:
             self.processes[proc.key] = proc
             self.attempts[proc.key] = proc.running_attempt()
             self.reporter.attempt_started(self.label(table), number)
-        self.max_running = max(self.max_running, len(self.processes))
 
     def interrupt(self) -> None:
         """Ctrl-C: the first stops the run like a cancellation (runners get SIGTERM and

@@ -42,7 +42,7 @@ def _short(text: str | None, limit: int = 160) -> str:
 class Reporter:
     """Progress and summary on one stream (stderr)."""
 
-    def __init__(self, stream: TextIO, *, total: int = 0) -> None:
+    def __init__(self, stream: TextIO) -> None:
         self.interactive = bool(getattr(stream, "isatty", lambda: False)())
         self.console = Console(
             file=stream,
@@ -54,12 +54,10 @@ class Reporter:
         )
         self._progress: Progress | None = None
         self._task_id: Any = None
-        self.total = total
 
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self, name: str, total: int, concurrency: int, note: str | None = None) -> None:
-        self.total = total
         self.line(f"rocky-operator: run {name}: {total} table(s), concurrency {concurrency}")
         if note:
             self.line(note)
