@@ -368,3 +368,185 @@ def test_gitops_examples_pass_server_side_validation(
         "-f",
         str(examples / "dagster" / "rockyrun.yaml"),
     )
+
+
+def _operator_runs_schedules() -> bool:
+    """Whether `rocky-operator run` loads the schedule handlers itself."""
+    import inspect
+
+    from rocky_operator.commands import run as run_command
+
+    return "schedule_handlers" in inspect.getsource(run_command)
+
+
+@pytest.mark.slow
+def test_schedule_runs_real_runs_through_the_operator(
+    control_plane: ControlPlane, namespace: str, custom: client.CustomObjectsApi, tmp_path: Path
+) -> None:
+    """Schedule -> RockyRuns executed by `rocky-operator run` (runner pods under the node agent)
+    -> the next run resumes from the partially failed one -> the older failed run is pruned."""
+    import urllib.request
+
+    import yaml
+    from tests.support.control_plane import free_port
+
+    from rocky_operator.demo.warehouse import build_warehouse
+
+    for crd in ("rockyruns.rocky.dev.yaml", "rockyschedules.rocky.dev.yaml"):
+        apply_file(control_plane, REPO / "crds" / crd)
+    warehouse = build_warehouse(tmp_path / "warehouse")
+    port = free_port()
+    operator = start_process(
+        control_plane,
+        [
+            sys.executable,
+            "-m",
+            "rocky_operator.cli",
+            "run",
+            "--namespace",
+            namespace,
+            "--metrics-host",
+            "127.0.0.1",
+            "--metrics-port",
+            str(port),
+            "--batch-seconds",
+            "0.2",
+            "--status-interval-seconds",
+            "1",
+        ],
+        log=tmp_path / "operator.log",
+        env={"ROCKY_SCHEDULE_POLL_SECONDS": "1"},
+    )
+    schedules = None
+    if not _operator_runs_schedules():
+        # Until `rocky-operator run` loads rocky_operator.schedule_handlers, run them beside it.
+        schedules = start_process(
+            control_plane,
+            [
+                sys.executable,
+                "-m",
+                "kopf",
+                "run",
+                "--standalone",
+                "--namespace",
+                namespace,
+                "-m",
+                "rocky_operator.schedule_handlers",
+            ],
+            log=tmp_path / "schedules.log",
+            env={"ROCKY_SCHEDULE_POLL_SECONDS": "1"},
+        )
+    try:
+
+        def healthy() -> bool:
+            if operator.popen.poll() is not None:
+                raise AssertionError(f"operator exited:\n{operator.output()[-4000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                    return True
+            except OSError:
+                return False
+
+        wait_for(healthy, timeout=60, what="the operator's /healthz")
+        demo = yaml.safe_load((REPO / "examples" / "demo" / "rockyrun.yaml").read_text())
+        run_spec = demo["spec"]
+        run_spec["adapter"]["duckdb"]["path"] = str(warehouse.warehouse)
+        run_spec["runner"].pop("volumes", None)
+        run_spec["runner"].pop("volumeMounts", None)
+        run_spec["filter"] = "tenant=acme,region=us_west,source=shopify"
+        run_spec["source"]["tables"] = ["products", "refunds"]  # refunds: query-rejected
+        custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            "rockyschedules",
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "RockySchedule",
+                "metadata": {"name": "minutely"},
+                "spec": {
+                    "schedule": "* * * * *",
+                    "suspend": True,
+                    "successfulRunsHistoryLimit": 1,
+                    "failedRunsHistoryLimit": 1,
+                    "resumeFromLastFailures": True,
+                    "runTemplate": {"spec": run_spec},
+                },
+            },
+        )
+        wait_for(
+            lambda: (
+                custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, "rockyschedules", "minutely"
+                ).get("status")
+                or {}
+            ).get("conditions"),
+            timeout=60,
+            what="the schedule's first status",
+        )
+        # Pretend the last scheduled time was 5 minutes ago: the latest missed minute runs now.
+        custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            "rockyschedules",
+            "minutely",
+            {"status": {"lastScheduleTime": _ts(datetime.now(UTC) - timedelta(minutes=5))}},
+            _content_type="application/merge-patch+json",
+        )
+        custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            "rockyschedules",
+            "minutely",
+            {"spec": {"suspend": False}},
+            _content_type="application/merge-patch+json",
+        )
+
+        def finished(name: str) -> dict[str, Any] | None:
+            run = _runs(custom, namespace).get(name)
+            phase = ((run or {}).get("status") or {}).get("phase")
+            return run if phase in ("Succeeded", "PartialFailure", "Failed") else None
+
+        first_name = wait_for(
+            lambda: next(iter(_runs(custom, namespace)), None),
+            timeout=60,
+            what="the first scheduled run",
+        )
+        first = wait_for(lambda: finished(first_name), timeout=120, what=f"{first_name} done")
+        assert first["status"]["phase"] == "PartialFailure"
+        assert first["status"]["failures"] == {"query-rejected": 1}
+
+        # The next minute: a second run, resuming from the first's failures only.
+        second_name = wait_for(
+            lambda: next((n for n in _runs(custom, namespace) if n != first_name), None),
+            timeout=90,
+            what="the second scheduled run",
+        )
+        assert int(second_name.rsplit("-", 1)[1]) > int(first_name.rsplit("-", 1)[1])
+        second = wait_for(lambda: finished(second_name), timeout=120, what=f"{second_name} done")
+        assert second["spec"]["resumeFrom"] == first_name
+        assert second["status"]["tables"]["copied"] == 0  # products was copied by the first
+        assert second["status"]["failures"] == {"query-rejected": 1}
+
+        # Kept: the newest failed run; pruned: the older one (failedRunsHistoryLimit 1).
+        wait_for(
+            lambda: first_name not in _runs(custom, namespace),
+            timeout=30,
+            what=f"{first_name} pruned",
+        )
+        assert second_name in _runs(custom, namespace)
+        status = custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "rockyschedules", "minutely"
+        )["status"]
+        last = {c["type"]: c for c in status["conditions"]}["LastRunSucceeded"]
+        assert (last["status"], last["reason"]) == ("False", "Failed")
+        print(
+            f"\nschedule: created {first_name} (PartialFailure) and {second_name} "
+            f"(resumeFrom {first_name}, Failed); kept {second_name}, pruned {first_name}"
+        )
+    finally:
+        if schedules is not None:
+            schedules.terminate()
+        operator.terminate()
