@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import ssl
@@ -247,19 +248,31 @@ class ControlPlane:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    def start(self, timeout: float = 120.0) -> None:
+    def start(self, timeout: float = 120.0, *, attempts: int = 3) -> None:
+        """Start every component and wait until each is ready.
+
+        Ports are picked free just before use; another process on the machine can take one in
+        between, so a start that fails on a port already in use is retried on fresh ports.
+        """
         t0 = time.monotonic()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            self._prepare()
-            self._start_etcd(timeout)
-            self._start_apiserver(timeout)
-            self._start_kcm(timeout)
-            if self.with_node_agent:
-                self._start_node_agent(timeout)
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(1, attempts + 1):
+            try:
+                self._prepare()
+                self._start_etcd(timeout)
+                self._start_apiserver(timeout)
+                self._start_kcm(timeout)
+                if self.with_node_agent:
+                    self._start_node_agent(timeout)
+                break
+            except ControlPlaneError as exc:
+                self.stop()
+                if attempt == attempts or "address already in use" not in str(exc):
+                    raise
+                shutil.rmtree(self.state_dir / "etcd", ignore_errors=True)
+            except BaseException:
+                self.stop()
+                raise
         self._save_state()
         self.startup_seconds = time.monotonic() - t0
 
