@@ -581,17 +581,19 @@ class PodWorker:
                 sim_delay = float(self.annotations.get(SIMULATE_AFTER_ANNOTATION, "0"))
             except ValueError:
                 sim_delay = 0.0
+        sim_timer: asyncio.Future[None] | None = None
         waits: list[Any] = [self._proc_wait, self.deleting.wait()]
         if sim_delay is not None:
-            waits.append(asyncio.sleep(sim_delay))
+            sim_timer = asyncio.ensure_future(asyncio.sleep(sim_delay))
+            waits.append(sim_timer)
         remaining = self.deadline_remaining()
-        await self._wait_any(*waits, limit=remaining)
+        done = await self._wait_any(*waits, limit=remaining)
 
         why: str | None = None
         if not self._proc_wait.done():
             if self.deleting.is_set():
                 why = "deleted"
-            elif sim_delay is not None:
+            elif sim_timer is not None and sim_timer in done:
                 why = simulate
             else:
                 why = "deadline"
