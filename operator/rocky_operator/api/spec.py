@@ -33,6 +33,10 @@ FailureKindName = Literal[
 ]
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+#: Schema of a list of Kubernetes objects the operator passes through unchanged.
+_FREE_FORM_ITEMS: dict[str, Any] = {
+    "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+}
 
 
 class _Model(BaseModel):
@@ -102,9 +106,7 @@ class SnowflakeSettings(_Model):
     @model_validator(mode="after")
     def _one_credential(self) -> SnowflakeSettings:
         if (self.password_secret_ref is None) == (self.private_key_secret_ref is None):
-            raise ValueError(
-                "set exactly one of passwordSecretRef and privateKeySecretRef"
-            )
+            raise ValueError("set exactly one of passwordSecretRef and privateKeySecretRef")
         return self
 
 
@@ -248,24 +250,24 @@ class RunnerSpec(_Model):
     node_selector: dict[str, str] | None = None
     tolerations: list[dict[str, Any]] | None = Field(
         default=None,
-        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+        json_schema_extra=_FREE_FORM_ITEMS,
     )
     active_deadline_seconds: Annotated[int, Field(ge=1)] | None = 3600
     """Deadline of each runner pod; a pod that exceeds it fails as transient."""
     env: list[dict[str, Any]] | None = Field(
         default=None,
-        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+        json_schema_extra=_FREE_FORM_ITEMS,
     )
     """Extra environment variables for the runner container (no secret values here:
     use valueFrom)."""
     volumes: list[dict[str, Any]] | None = Field(
         default=None,
-        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+        json_schema_extra=_FREE_FORM_ITEMS,
     )
     """Extra pod volumes, e.g. the volume holding a DuckDB file."""
     volume_mounts: list[dict[str, Any]] | None = Field(
         default=None,
-        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+        json_schema_extra=_FREE_FORM_ITEMS,
     )
     """Mounts of those volumes in the runner container."""
 
