@@ -11,7 +11,9 @@ endpoints the way Snowflake does (``/session/v1/login-request``,
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,12 +25,46 @@ _FAKESNOW_LOCK = threading.Lock()
 
 @contextmanager
 def fakesnow_server() -> Iterator[dict[str, Any]]:
-    """fakesnow's server on 127.0.0.1: yields host / port / user / password settings."""
-    import fakesnow
+    """fakesnow's server on 127.0.0.1: yields host / port / user / password settings.
 
+    Started here rather than with ``fakesnow.server()``: that function imports the
+    ``fakesnow.server`` module, which then shadows the function itself, so a second
+    call in the same process fails.
+    """
+    import importlib
+
+    import uvicorn
+
+    app = importlib.import_module("fakesnow.server").app
     # One server at a time per process: fakesnow keeps its databases in module state.
-    with _FAKESNOW_LOCK, fakesnow.server() as kwargs:
-        yield kwargs
+    with _FAKESNOW_LOCK:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        )
+        thread = threading.Thread(target=server.run, name="fakesnow", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not server.started:
+            raise RuntimeError("fakesnow server did not start")
+        try:
+            yield {
+                "user": "fake",
+                "password": "snow",
+                "account": "fakesnow",
+                "host": "127.0.0.1",
+                "port": port,
+                "protocol": "http",
+                "session_parameters": {"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False},
+                "network_timeout": 1,
+            }
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
 
 
 def login_ok() -> Reply:
