@@ -3,10 +3,12 @@ and a real DuckDB warehouse for discovery."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import duckdb
 import kmock
 from kmock._internal import parsing as _parsing
@@ -32,6 +34,34 @@ def _parse_path_with_namespaces(path: str) -> Any:
 
 _ORIGINAL_PARSE_PATH = _parsing.parse_path
 _parsing.parse_path = _parse_path_with_namespaces
+
+
+@attrs.define(kw_only=True)
+class CountingEmulator(kmock.KubernetesEmulator):
+    """kmock's Kubernetes emulator, counting requests by verb and resource, and keeping
+    only a short request history: kmock matches each request against its whole history
+    (O(n) per request), which makes runs of thousands of requests crawl."""
+
+    counts: Counter[str] = attrs.field(factory=Counter, init=False)
+
+    async def __call__(self, raw_request: Any) -> Any:
+        del self._requests[:-8]
+        path = raw_request.path.split("?", 1)[0].strip("/").split("/")
+        resource = next((p for p in reversed(path) if p in RESOURCES), "other")
+        if path[-1] == "status":
+            resource += "/status"
+        watch = "watch" if raw_request.query.get("watch") == "true" else raw_request.method
+        self.counts[f"{watch} {resource}"] += 1
+        return await super().__call__(raw_request)
+
+
+RESOURCES = {"pods", "configmaps", "secrets", "events", "rockyruns", "namespaces",
+             "customresourcedefinitions"}
+
+
+@pytest.fixture
+def kmock_options(kmock_options: dict[str, Any]) -> dict[str, Any]:
+    return {**kmock_options, "cls": CountingEmulator}
 
 
 def _declare(api: Any) -> None:

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -210,7 +211,7 @@ class FakeKubelet:
         outcome = plan[min(attempt, len(plan)) - 1]
         if outcome.delay:
             await asyncio.sleep(outcome.delay)
-        status = pod_status(outcome, task["asset_key"])
+        status = None if outcome.kind == "deleted" else pod_status(outcome, task["asset_key"])
         path = f"/api/v1/namespaces/{self.namespace}/pods/{name}"
         try:
             if outcome.kind == "deleted":
@@ -291,49 +292,53 @@ def pod_status(outcome: Outcome, asset_key: list[str]) -> JSON | None:
 
 @dataclass
 class OperatorLife:
-    """One life of the operator: kopf running in this event loop until stopped."""
+    """One life of the operator: kopf in a thread with its own event loop.
+
+    Its own loop, as in a real deployment: kopf treats every task created in its loop
+    during its lifetime as its own (and cancels "hung" ones at exit), which must not
+    include the test API server's request handlers.
+    """
 
     runtime: Runtime
     namespace: str
-    _stop: asyncio.Event = field(default_factory=asyncio.Event)
-    _task: asyncio.Task[None] | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _stop: asyncio.Event | None = None
+    _main: asyncio.Task[None] | None = None
+    _thread: threading.Thread | None = None
 
-    async def start(self) -> None:
-        import rocky_operator.handlers  # noqa: F401  (registers the handlers)
+    def _run(self, ready: threading.Event) -> None:
+        async def main() -> None:
+            import rocky_operator.handlers  # noqa: F401  (registers the handlers)
 
-        self._task = asyncio.create_task(
-            kopf.operator(
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self._main = asyncio.current_task()
+            ready.set()
+            await kopf.operator(
                 namespaces=[self.namespace], standalone=True, stop_flag=self._stop,
                 memo=kopf.Memo(runtime=self.runtime),
             )
-        )
+
+        with contextlib.suppress(asyncio.CancelledError):
+            asyncio.run(main())
+
+    async def start(self) -> None:
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        self._thread.start()
+        await asyncio.to_thread(ready.wait, 10)
 
     async def stop(self) -> None:
-        """Stop kopf gracefully; after the cleanup activity ran, do not wait out kopf's
-        5-second grace for "hung" tasks (the test server's open watch handlers)."""
-        self._stop.set()
-        if self._task is None:
-            return
-        deadline = time.monotonic() + 15
-        while not self._task.done() and time.monotonic() < deadline:
-            if self.runtime.controller.stopping and self.runtime.client._session is None:
-                break
-            await asyncio.sleep(0.05)
-        if not self._task.done():
-            self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        """Stop kopf gracefully (cleanup activity included)."""
+        if self._loop is not None and self._stop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+            await asyncio.to_thread(self._thread.join, 30)
 
     async def kill(self) -> None:
-        """Kill the operator abruptly (no cleanup activity): a crash mid-run."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for worker in list(self.runtime.controller.workers.values()):
-            if worker.task is not None:
-                worker.task.cancel()
-        await self.runtime.client.close()
+        """Kill the operator abruptly, mid-pass: no cleanup, nothing flushed (a crash)."""
+        if self._loop is not None and self._main is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._main.cancel)
+            await asyncio.to_thread(self._thread.join, 30)
 
 
 def configuration_for(server: str) -> k8s.Configuration:
