@@ -24,6 +24,20 @@ from tests.support.e2e import BackgroundProcess, apply_file, kubectl_json, start
 GROUP, VERSION = "rocky.dev", "v1alpha1"
 
 
+def _schedule(custom: client.CustomObjectsApi, ns: str, name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = custom.get_namespaced_custom_object(  # type: ignore[assignment]
+        GROUP, VERSION, ns, "rockyschedules", name
+    )
+    return obj
+
+
+def _create(custom: client.CustomObjectsApi, ns: str, plural: str, body: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = custom.create_namespaced_custom_object(  # type: ignore[assignment]
+        GROUP, VERSION, ns, plural, body
+    )
+    return obj
+
+
 def _ts(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -41,7 +55,7 @@ def schedule_controller(
         apply_file(control_plane, REPO / "crds" / crd)
     for crd in ("rockyruns.rocky.dev", "rockyschedules.rocky.dev"):
         wait_for(
-            lambda crd=crd: any(
+            lambda crd=crd: any(  # type: ignore[misc]
                 c["type"] == "Established" and c["status"] == "True"
                 for c in kubectl_json(control_plane, "get", "crd", crd)["status"]["conditions"]
             ),
@@ -108,7 +122,10 @@ def _finish(custom: client.CustomObjectsApi, ns: str, name: str, phase: str) -> 
 
 
 def _runs(custom: client.CustomObjectsApi, ns: str) -> dict[str, dict[str, Any]]:
-    items = custom.list_namespaced_custom_object(GROUP, VERSION, ns, "rockyruns")["items"]
+    listed: dict[str, Any] = custom.list_namespaced_custom_object(  # type: ignore[assignment]
+        GROUP, VERSION, ns, "rockyruns"
+    )
+    items = listed["items"]
     return {r["metadata"]["name"]: r for r in items if not r["metadata"].get("deletionTimestamp")}
 
 
@@ -120,9 +137,8 @@ def test_schedule_creates_keeps_and_prunes_runs(
 ) -> None:
     ns = namespace
     # Suspended first, so the history below is in place before the first pass that schedules.
-    schedule = custom.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
+    schedule = _create(
+        custom,
         ns,
         "rockyschedules",
         {
@@ -141,12 +157,7 @@ def test_schedule_creates_keeps_and_prunes_runs(
     )
     uid = schedule["metadata"]["uid"]
     wait_for(
-        lambda: (
-            custom.get_namespaced_custom_object(
-                GROUP, VERSION, ns, "rockyschedules", "nightly"
-            ).get("status")
-            or {}
-        ).get("conditions"),
+        lambda: (_schedule(custom, ns, "nightly").get("status") or {}).get("conditions"),
         what="the schedule's first status (suspended)",
         timeout=60,
     )
@@ -156,9 +167,8 @@ def test_schedule_creates_keeps_and_prunes_runs(
     for _name, minutes_ago, phase in history:
         scheduled = now - timedelta(minutes=minutes_ago)
         name = f"nightly-{int(scheduled.timestamp()) // 60}"
-        custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
+        _create(
+            custom,
             ns,
             "rockyruns",
             {
@@ -186,9 +196,8 @@ def test_schedule_creates_keeps_and_prunes_runs(
         f"nightly-{int((now - timedelta(minutes=m)).timestamp()) // 60}" for _, m, _ in history
     )
     # A run of someone else's with the label but no ownerReference: never touched.
-    custom.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
+    _create(
+        custom,
         ns,
         "rockyruns",
         {
@@ -240,13 +249,7 @@ def test_schedule_creates_keeps_and_prunes_runs(
 
     status = wait_for(
         lambda: (
-            (
-                s := custom.get_namespaced_custom_object(
-                    GROUP, VERSION, ns, "rockyschedules", "nightly"
-                ).get("status")
-                or {}
-            ).get("active")
-            == [d_name]
+            (s := _schedule(custom, ns, "nightly").get("status") or {}).get("active") == [d_name]
             and s
         ),
         timeout=30,
@@ -260,20 +263,15 @@ def test_schedule_creates_keeps_and_prunes_runs(
     # The new run succeeds: now b is the one beyond the limit; c stays (failed limit 1).
     _finish(custom, ns, d_name, "Succeeded")
     wait_for(lambda: run_b not in _runs(custom, ns), timeout=30, what=f"{run_b} pruned")
-    status = wait_for(
-        lambda: (
-            (
-                s := custom.get_namespaced_custom_object(
-                    GROUP, VERSION, ns, "rockyschedules", "nightly"
-                ).get("status")
-                or {}
-            ).get("lastSuccessfulTime")
-            and s
-        ),
-        timeout=30,
-        what="status.lastSuccessfulTime",
-    )
-    assert {c["type"]: c["status"] for c in status["conditions"]}["LastRunSucceeded"] == "True"
+
+    def last_run_succeeded() -> dict[str, Any] | None:
+        status: dict[str, Any] = _schedule(custom, ns, "nightly").get("status") or {}
+        conds = {c["type"]: c["status"] for c in status.get("conditions") or []}
+        return status if conds.get("LastRunSucceeded") == "True" else None
+
+    status = wait_for(last_run_succeeded, timeout=30, what="LastRunSucceeded True")
+    d_done = _runs(custom, ns)[d_name]["status"]["completionTime"]
+    assert status["lastSuccessfulTime"] == d_done  # the new run's completion, later than b's
     assert {run_c, d_name} <= set(_runs(custom, ns))
 
     events = kubectl_json(control_plane, "-n", ns, "get", "events")["items"]
@@ -304,9 +302,7 @@ def test_invalid_schedule_is_rejected_by_the_api_server(
             "spec": {"schedule": "@daily", "runTemplate": {"spec": _run_spec()}, **spec},
         }
         with pytest.raises(client.ApiException) as err:
-            custom.create_namespaced_custom_object(
-                GROUP, VERSION, namespace, "rockyschedules", body
-            )
+            _create(custom, namespace, "rockyschedules", body)
         assert err.value.status == 422
         return str(err.value.body)
 
@@ -455,9 +451,8 @@ def test_schedule_runs_real_runs_through_the_operator(
         run_spec["runner"].pop("volumeMounts", None)
         run_spec["filter"] = "tenant=acme,region=us_west,source=shopify"
         run_spec["source"]["tables"] = ["products", "refunds"]  # refunds: query-rejected
-        custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
+        _create(
+            custom,
             namespace,
             "rockyschedules",
             {
@@ -475,12 +470,9 @@ def test_schedule_runs_real_runs_through_the_operator(
             },
         )
         wait_for(
-            lambda: (
-                custom.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, "rockyschedules", "minutely"
-                ).get("status")
-                or {}
-            ).get("conditions"),
+            lambda: (_schedule(custom, namespace, "minutely").get("status") or {}).get(
+                "conditions"
+            ),
             timeout=60,
             what="the schedule's first status",
         )
@@ -537,9 +529,7 @@ def test_schedule_runs_real_runs_through_the_operator(
             what=f"{first_name} pruned",
         )
         assert second_name in _runs(custom, namespace)
-        status = custom.get_namespaced_custom_object(
-            GROUP, VERSION, namespace, "rockyschedules", "minutely"
-        )["status"]
+        status = _schedule(custom, namespace, "minutely")["status"]
         last = {c["type"]: c for c in status["conditions"]}["LastRunSucceeded"]
         assert (last["status"], last["reason"]) == ("False", "Failed")
         print(
