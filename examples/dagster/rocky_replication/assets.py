@@ -54,6 +54,8 @@ class RockyRunResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     mounts: dict[str, str] = {}
     """Local backend: pod path -> local directory (the runner pods' volume mounts)."""
     timeout_seconds: float = 3600.0
+    kubeconfig: str | None = None
+    """Cluster backend: a kubeconfig file (default: in-cluster, else ``KUBECONFIG``)."""
 
     def run(
         self, *, name: str, resume_from: str | None, resume_kinds: list[str] | None
@@ -67,7 +69,7 @@ class RockyRunResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                 resume_from=resume_from,
                 resume_kinds=resume_kinds,
             )
-        with ClusterClient(self.namespace) as client:
+        with ClusterClient(self.namespace, kubeconfig=self.kubeconfig) as client:
             return client.run(
                 manifest,
                 name=name,

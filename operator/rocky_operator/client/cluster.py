@@ -40,7 +40,8 @@ class ClusterClient:
     """RockyRuns in one namespace of a cluster.
 
     ``api_client`` is a ``kubernetes.client.ApiClient``; by default one is built from the
-    in-cluster configuration or the kubeconfig (``KUBECONFIG``).
+    ``kubeconfig`` file given, else the in-cluster configuration or the kubeconfig
+    (``KUBECONFIG``), with ``context``.
     """
 
     def __init__(
@@ -49,10 +50,17 @@ class ClusterClient:
         *,
         api_client: Any | None = None,
         context: str | None = None,
+        kubeconfig: str | None = None,
         output_reader: Callable[[Any, str, Mapping[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         from kubernetes import client as k8s
 
+        if api_client is None and kubeconfig:
+            from kubernetes import config as k8s_config
+
+            api_client = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, context=context
+            )
         if api_client is None:
             from rocky_operator.kube.client import load_configuration
 
