@@ -67,10 +67,11 @@ def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
 async def rockyrun_event(
-    type: str | None, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any
+    type: str, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
 ) -> None:
     """Start driving a run (idempotent); stop when it is deleted."""
     controller = _runtime(memo).controller
+    namespace = namespace or ""  # RockyRuns are namespaced
     if type == "DELETED":
         await controller.forget(namespace, name)
     else:
@@ -78,9 +79,9 @@ async def rockyrun_event(
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_RUN: kopf.PRESENT})
-async def runner_pod_event(labels: kopf.Labels, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+async def runner_pod_event(labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any) -> None:
     """A runner pod changed: wake its run's worker (it coalesces bursts)."""
-    _runtime(memo).controller.wake(namespace, labels[LABEL_RUN])
+    _runtime(memo).controller.wake(namespace or "", labels[LABEL_RUN])
 
 
 @kopf.on.probe(id="runs")

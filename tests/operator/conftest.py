@@ -11,9 +11,8 @@ from typing import Any
 import attrs
 import duckdb
 import kmock
-from kmock._internal import parsing as _parsing
 import pytest
-
+from kmock._internal import parsing as _parsing
 from tests.operator.harness import Cluster, FakeKubelet
 from tests.support.kubeapi import KubeApi, KubeConfig
 
@@ -55,8 +54,15 @@ class CountingEmulator(kmock.KubernetesEmulator):
         return await super().__call__(raw_request)
 
 
-RESOURCES = {"pods", "configmaps", "secrets", "events", "rockyruns", "namespaces",
-             "customresourcedefinitions"}
+RESOURCES = {
+    "pods",
+    "configmaps",
+    "secrets",
+    "events",
+    "rockyruns",
+    "namespaces",
+    "customresourcedefinitions",
+}
 
 
 @pytest.fixture
@@ -67,21 +73,33 @@ def kmock_options(kmock_options: dict[str, Any]) -> dict[str, Any]:
 def _declare(api: Any) -> None:
     info = kmock.ResourceInfo
     api.resources["rocky.dev/v1alpha1/rockyruns"] = info(
-        kind="RockyRun", singular="rockyrun", namespaced=True, shortnames={"rr"},
+        kind="RockyRun",
+        singular="rockyrun",
+        namespaced=True,
+        shortnames={"rr"},
         verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
         subresources={"status"},
     )
     # kopf's backbone: it waits for these to be discoverable before it watches anything.
-    api.resources["v1/namespaces"] = info(kind="Namespace", singular="namespace",
-                                          namespaced=False, verbs={"get", "list", "watch"})
-    api.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = info(
-        kind="CustomResourceDefinition", singular="customresourcedefinition",
-        namespaced=False, verbs={"get", "list", "watch"},
+    api.resources["v1/namespaces"] = info(
+        kind="Namespace", singular="namespace", namespaced=False, verbs={"get", "list", "watch"}
     )
-    for plural, kind in (("pods", "Pod"), ("configmaps", "ConfigMap"), ("secrets", "Secret"),
-                         ("events", "Event")):
+    api.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = info(
+        kind="CustomResourceDefinition",
+        singular="customresourcedefinition",
+        namespaced=False,
+        verbs={"get", "list", "watch"},
+    )
+    for plural, kind in (
+        ("pods", "Pod"),
+        ("configmaps", "ConfigMap"),
+        ("secrets", "Secret"),
+        ("events", "Event"),
+    ):
         api.resources[f"v1/{plural}"] = info(
-            kind=kind, singular=kind.lower(), namespaced=True,
+            kind=kind,
+            singular=kind.lower(),
+            namespaced=True,
             verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
         )
 
@@ -96,8 +114,10 @@ async def api_server(kmock: Any) -> str:
 @pytest.fixture
 async def cluster(api_server: str) -> AsyncIterator[Cluster]:
     async with KubeApi(KubeConfig(server=api_server)) as api:
-        await api.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                              "metadata": {"name": NAMESPACE}})
+        await api.post(
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+        )
         yield Cluster(api, NAMESPACE)
 
 
@@ -130,10 +150,17 @@ def run_spec(warehouse: Path, **overrides: Any) -> dict[str, Any]:
     """A RockyRun spec on the test warehouse: tenant acme's 12 tables, fast retries."""
     spec: dict[str, Any] = {
         "adapter": {"type": "duckdb", "duckdb": {"path": str(warehouse)}},
-        "source": {"schemaPattern": {"prefix": "src__", "separator": "__",
-                                     "components": ["tenant", "region", "source"]}},
-        "target": {"catalogTemplate": "{tenant}_warehouse",
-                   "schemaTemplate": "staging__{region}__{source}"},
+        "source": {
+            "schemaPattern": {
+                "prefix": "src__",
+                "separator": "__",
+                "components": ["tenant", "region", "source"],
+            }
+        },
+        "target": {
+            "catalogTemplate": "{tenant}_warehouse",
+            "schemaTemplate": "staging__{region}__{source}",
+        },
         "filter": "tenant=acme",
         "concurrency": 4,
         "retry": {

@@ -23,6 +23,8 @@ from typing import Any
 
 import kopf
 from kubernetes import client as k8s
+from tests.support.kubeapi import ApiError, KubeApi
+
 from rocky_operator.api.spec import API_GROUP, API_VERSION, PLURAL
 from rocky_operator.kube.controller import ControllerSettings
 from rocky_operator.kube.runtime import Runtime
@@ -33,8 +35,6 @@ from rocky_runner.contract import (
     TableResult,
     encode_result,
 )
-
-from tests.support.kubeapi import ApiError, KubeApi
 
 JSON = dict[str, Any]
 
@@ -69,8 +69,12 @@ class Cluster:
         body = {
             "apiVersion": f"{API_GROUP}/{API_VERSION}",
             "kind": "RockyRun",
-            "metadata": {"name": name, "namespace": self.namespace, "generation": 1,
-                         "uid": f"uid-{name}"},
+            "metadata": {
+                "name": name,
+                "namespace": self.namespace,
+                "generation": 1,
+                "uid": f"uid-{name}",
+            },
             "spec": dict(spec),
         }
         return await self.api.post(self.run_path(), body)
@@ -79,9 +83,9 @@ class Cluster:
         return await self.api.get(self.run_path(name))
 
     async def wait_run(
-        self, name: str, check: Callable[[JSON], bool], *, timeout: float = 8.0
+        self, name: str, check: Callable[[JSON], bool], *, deadline_seconds: float = 8.0
     ) -> JSON:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + deadline_seconds
         while True:
             try:
                 run = await self.run(name)
@@ -93,12 +97,13 @@ class Cluster:
                 raise AssertionError(f"RockyRun {name} did not get there: {json.dumps(run)[:3000]}")
             await asyncio.sleep(0.05)
 
-    async def wait_finished(self, name: str, *, timeout: float = 8.0) -> JSON:
+    async def wait_finished(self, name: str, *, deadline_seconds: float = 8.0) -> JSON:
         return await self.wait_run(
             name,
-            lambda r: (r.get("status") or {}).get("phase")
-            in ("Succeeded", "PartialFailure", "Failed"),
-            timeout=timeout,
+            lambda r: (
+                (r.get("status") or {}).get("phase") in ("Succeeded", "PartialFailure", "Failed")
+            ),
+            deadline_seconds=deadline_seconds,
         )
 
     async def pods(self, run: str | None = None) -> list[JSON]:
@@ -118,7 +123,8 @@ class Cluster:
 
     async def create_secret(self, name: str, data: Mapping[str, str]) -> None:
         body = {
-            "apiVersion": "v1", "kind": "Secret",
+            "apiVersion": "v1",
+            "kind": "Secret",
             "metadata": {"name": name, "namespace": self.namespace},
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
         }
@@ -196,8 +202,9 @@ class FakeKubelet:
                     doc = await self.api.get(f"/api/v1/namespaces/{self.namespace}/pods")
                 except ApiError:
                     doc = {}
-                fresh = [p for p in doc.get("items") or []
-                         if p["metadata"]["name"] not in self.handled]
+                fresh = [
+                    p for p in doc.get("items") or [] if p["metadata"]["name"] not in self.handled
+                ]
                 await asyncio.gather(*(self._play(p) for p in fresh))
             await asyncio.sleep(0.03)
 
@@ -225,63 +232,159 @@ class FakeKubelet:
 
 
 def _terminated(code: int, message: str | None, reason: str = "Error") -> JSON:
-    term: JSON = {"exitCode": code, "reason": "Completed" if code == 0 else reason,
-                  "startedAt": now_rfc3339(), "finishedAt": now_rfc3339()}
+    term: JSON = {
+        "exitCode": code,
+        "reason": "Completed" if code == 0 else reason,
+        "startedAt": now_rfc3339(),
+        "finishedAt": now_rfc3339(),
+    }
     if message is not None:
         term["message"] = message
-    return {"name": "runner", "ready": False, "restartCount": 0, "image": "runner",
-            "state": {"terminated": term}}
+    return {
+        "name": "runner",
+        "ready": False,
+        "restartCount": 0,
+        "image": "runner",
+        "state": {"terminated": term},
+    }
 
 
 def pod_status(outcome: Outcome, asset_key: list[str]) -> JSON | None:
     """The ``status`` a kubelet would write for this outcome (None: leave it running)."""
-    running = {"name": "runner", "ready": True, "restartCount": 0, "image": "runner",
-               "state": {"running": {"startedAt": now_rfc3339()}}}
+    running = {
+        "name": "runner",
+        "ready": True,
+        "restartCount": 0,
+        "image": "runner",
+        "state": {"running": {"startedAt": now_rfc3339()}},
+    }
     base: JSON = {"startTime": now_rfc3339()}
     match outcome.kind:
         case "copied":
-            msg = encode_result(TableResult(asset_key=asset_key, outcome="copied", rows_copied=3,
-                                            duration_ms=5)).decode()
-            return {"status": {**base, "phase": "Succeeded",
-                               "containerStatuses": [_terminated(0, msg)]}}
+            msg = encode_result(
+                TableResult(asset_key=asset_key, outcome="copied", rows_copied=3, duration_ms=5)
+            ).decode()
+            return {
+                "status": {**base, "phase": "Succeeded", "containerStatuses": [_terminated(0, msg)]}
+            }
         case "failed":
             kind = outcome.failure_kind or FailureKind.UNKNOWN
-            msg = encode_result(TableResult(asset_key=asset_key, outcome="failed",
-                                            failure_kind=kind, error=outcome.error)).decode()
-            return {"status": {**base, "phase": "Failed",
-                               "containerStatuses": [_terminated(EXIT_CODE_BY_KIND[kind], msg)]}}
+            msg = encode_result(
+                TableResult(
+                    asset_key=asset_key, outcome="failed", failure_kind=kind, error=outcome.error
+                )
+            ).decode()
+            return {
+                "status": {
+                    **base,
+                    "phase": "Failed",
+                    "containerStatuses": [_terminated(EXIT_CODE_BY_KIND[kind], msg)],
+                }
+            }
         case "exit":
-            return {"status": {**base, "phase": "Failed",
-                               "containerStatuses": [_terminated(outcome.code or 1, None)]}}
+            return {
+                "status": {
+                    **base,
+                    "phase": "Failed",
+                    "containerStatuses": [_terminated(outcome.code or 1, None)],
+                }
+            }
         case "garbage":
-            return {"status": {**base, "phase": "Failed", "containerStatuses": [
-                _terminated(outcome.code or 1, "Traceback (most recent call last): boom")]}}
+            return {
+                "status": {
+                    **base,
+                    "phase": "Failed",
+                    "containerStatuses": [
+                        _terminated(outcome.code or 1, "Traceback (most recent call last): boom")
+                    ],
+                }
+            }
         case "oom":
-            return {"status": {**base, "phase": "Failed",
-                               "containerStatuses": [_terminated(137, None, "OOMKilled")]}}
+            return {
+                "status": {
+                    **base,
+                    "phase": "Failed",
+                    "containerStatuses": [_terminated(137, None, "OOMKilled")],
+                }
+            }
         case "evicted":
-            return {"status": {**base, "phase": "Failed", "reason": "Evicted",
-                               "message": "The node was low on resource: memory.",
-                               "containerStatuses": [_terminated(137, None)]}}
+            return {
+                "status": {
+                    **base,
+                    "phase": "Failed",
+                    "reason": "Evicted",
+                    "message": "The node was low on resource: memory.",
+                    "containerStatuses": [_terminated(137, None)],
+                }
+            }
         case "preempted":
-            return {"status": {**base, "phase": "Failed", "conditions": [
-                {"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
-                 "message": "preempted by a higher-priority pod"}],
-                "containerStatuses": [_terminated(143, None)]}}
+            return {
+                "status": {
+                    **base,
+                    "phase": "Failed",
+                    "conditions": [
+                        {
+                            "type": "DisruptionTarget",
+                            "status": "True",
+                            "reason": "PreemptionByScheduler",
+                            "message": "preempted by a higher-priority pod",
+                        }
+                    ],
+                    "containerStatuses": [_terminated(143, None)],
+                }
+            }
         case "deadline":
-            return {"status": {**base, "phase": "Failed", "reason": "DeadlineExceeded",
-                               "message": "Pod was active on the node longer than the specified "
-                               "deadline", "containerStatuses": [_terminated(143, None)]}}
+            return {
+                "status": {
+                    **base,
+                    "phase": "Failed",
+                    "reason": "DeadlineExceeded",
+                    "message": "Pod was active on the node longer than the specified deadline",
+                    "containerStatuses": [_terminated(143, None)],
+                }
+            }
         case "config-error":
-            return {"status": {**base, "phase": "Pending", "containerStatuses": [
-                {"name": "runner", "ready": False, "restartCount": 0, "image": "runner",
-                 "state": {"waiting": {"reason": "CreateContainerConfigError",
-                                       "message": 'secret "missing" not found'}}}]}}
+            return {
+                "status": {
+                    **base,
+                    "phase": "Pending",
+                    "containerStatuses": [
+                        {
+                            "name": "runner",
+                            "ready": False,
+                            "restartCount": 0,
+                            "image": "runner",
+                            "state": {
+                                "waiting": {
+                                    "reason": "CreateContainerConfigError",
+                                    "message": 'secret "missing" not found',
+                                }
+                            },
+                        }
+                    ],
+                }
+            }
         case "image-pull":
-            return {"status": {**base, "phase": "Pending", "containerStatuses": [
-                {"name": "runner", "ready": False, "restartCount": 0, "image": "runner",
-                 "state": {"waiting": {"reason": "ImagePullBackOff",
-                                       "message": "Back-off pulling image"}}}]}}
+            return {
+                "status": {
+                    **base,
+                    "phase": "Pending",
+                    "containerStatuses": [
+                        {
+                            "name": "runner",
+                            "ready": False,
+                            "restartCount": 0,
+                            "image": "runner",
+                            "state": {
+                                "waiting": {
+                                    "reason": "ImagePullBackOff",
+                                    "message": "Back-off pulling image",
+                                }
+                            },
+                        }
+                    ],
+                }
+            }
         case "hang":
             return {"status": {**base, "phase": "Running", "containerStatuses": [running]}}
     raise ValueError(f"unknown planted outcome {outcome.kind}")
@@ -315,7 +418,9 @@ class OperatorLife:
             self._main = asyncio.current_task()
             ready.set()
             await kopf.operator(
-                namespaces=[self.namespace], standalone=True, stop_flag=self._stop,
+                namespaces=[self.namespace],
+                standalone=True,
+                stop_flag=self._stop,
                 memo=kopf.Memo(runtime=self.runtime),
             )
 
@@ -351,8 +456,9 @@ def configuration_for(server: str) -> k8s.Configuration:
 async def operator_life(
     server: str, namespace: str, settings: ControllerSettings = FAST, **kwargs: Any
 ) -> AsyncIterator[OperatorLife]:
-    runtime = Runtime(configuration=configuration_for(server), settings=settings,
-                      metrics_port=None, **kwargs)
+    runtime = Runtime(
+        configuration=configuration_for(server), settings=settings, metrics_port=None, **kwargs
+    )
     life = OperatorLife(runtime, namespace)
     await life.start()
     try:

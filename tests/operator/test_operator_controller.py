@@ -21,10 +21,6 @@ import jsonschema
 import pytest
 import rocky_sdk
 import yaml
-from rocky_operator.commands.output import fetch_output
-from rocky_operator.logic.run_output import exit_code
-from rocky_runner.contract import FailureKind
-
 from tests.operator.conftest import TABLES, run_spec
 from tests.operator.harness import (
     Cluster,
@@ -38,8 +34,15 @@ from tests.operator.harness import (
     operator_life,
 )
 
-ROCKY_SCHEMA = json.loads(Path("/work/shared/contracts/rocky-run.schema.json").read_text()) if (
-    Path("/work/shared/contracts/rocky-run.schema.json").exists()) else None
+from rocky_operator.commands.output import fetch_output
+from rocky_operator.logic.run_output import exit_code
+from rocky_runner.contract import FailureKind
+
+ROCKY_SCHEMA = (
+    json.loads(Path("/work/shared/contracts/rocky-run.schema.json").read_text())
+    if (Path("/work/shared/contracts/rocky-run.schema.json").exists())
+    else None
+)
 
 T = FailureKind
 
@@ -65,24 +68,25 @@ async def test_classification_retries_and_status(
     """Twelve tables, one per planted fate: every classification row, retries, and the
     status / output / events / metrics of the finished run."""
     kubelet.plant("t02", [failed(T.AUTH_FAILED, "password authentication failed")])
-    kubelet.plant("t03", [exit_only(12)])                       # code, no message
-    kubelet.plant("t04", [garbage(15)])                         # code, unreadable message
+    kubelet.plant("t03", [exit_only(12)])  # code, no message
+    kubelet.plant("t04", [garbage(15)])  # code, unreadable message
     kubelet.plant("t05", [Outcome("oom")])
-    kubelet.plant("t06", [Outcome("evicted")])                  # every attempt: retries run out
-    kubelet.plant("t07", [Outcome("preempted"), copied()])      # DisruptionTarget, then copied
+    kubelet.plant("t06", [Outcome("evicted")])  # every attempt: retries run out
+    kubelet.plant("t07", [Outcome("preempted"), copied()])  # DisruptionTarget, then copied
     kubelet.plant("t08", [Outcome("deadline"), copied()])
-    kubelet.plant("t09", [Outcome("config-error")])             # missing Secret key
+    kubelet.plant("t09", [Outcome("config-error")])  # missing Secret key
     kubelet.plant("t10", [Outcome("image-pull")])
-    kubelet.plant("t11", [Outcome("deleted"), copied()])        # deleted by someone else
+    kubelet.plant("t11", [Outcome("deleted"), copied()])  # deleted by someone else
     kubelet.plant("t12", [failed(T.QUOTA_EXCEEDED), copied()])
     async with operator_life(api_server, cluster.namespace) as life:
         await cluster.create_run("mixed", run_spec(warehouse))
-        run = await cluster.wait_finished("mixed", timeout=60)
+        run = await cluster.wait_finished("mixed", deadline_seconds=60)
         await asyncio.sleep(0.3)  # let the completion event and metrics land
         metrics = life.runtime.metrics.exposition().decode()
     status = run["status"]
     if os.environ.get("ROCKY_SHOW_STATUS"):
-        Path(os.environ["ROCKY_SHOW_STATUS"]).write_text(yaml.safe_dump(run, sort_keys=False))
+        shown = yaml.safe_dump(run, sort_keys=False)
+        await asyncio.to_thread(Path(os.environ["ROCKY_SHOW_STATUS"]).write_text, shown)
 
     assert status["phase"] == "PartialFailure"
     assert status["exitCode"] == 2
@@ -93,8 +97,13 @@ async def test_classification_retries_and_status(
     assert conditions["Failed"]["status"] == "False"
     assert status["tables"]["copied"] == 5
     assert status["tables"]["failed"] == 7
-    assert status["failures"] == {"auth-failed": 2, "not-found": 1, "query-rejected": 1,
-                                  "transient": 1, "unknown": 2}
+    assert status["failures"] == {
+        "auth-failed": 2,
+        "not-found": 1,
+        "query-rejected": 1,
+        "transient": 1,
+        "unknown": 2,
+    }
     assert status["retries"] == {"quota-exceeded": 1, "transient": 6}
     assert status["observedGeneration"] == 1
     assert status["startTime"] <= status["completionTime"]
@@ -105,11 +114,21 @@ async def test_classification_retries_and_status(
     _check_run_output(status["runOutput"])
     assert exit_code(full["status"]) == 2
     assert _errors_by_table(full) == {
-        "t02": "auth-failed", "t03": "query-rejected", "t04": "not-found", "t05": "unknown",
-        "t06": "transient", "t09": "auth-failed", "t10": "unknown",
+        "t02": "auth-failed",
+        "t03": "query-rejected",
+        "t04": "not-found",
+        "t05": "unknown",
+        "t06": "transient",
+        "t09": "auth-failed",
+        "t10": "unknown",
     }
     assert sorted(m["asset_key"][-1] for m in full["materializations"]) == [
-        "t01", "t07", "t08", "t11", "t12"]
+        "t01",
+        "t07",
+        "t08",
+        "t11",
+        "t12",
+    ]
     errors = {e["asset_key"][-1]: e["error"] for e in full["errors"]}
     assert "OOMKilled" in errors["t05"]
     assert "Secret" in errors["t09"]
@@ -128,8 +147,10 @@ async def test_classification_retries_and_status(
     assert 'rocky_tables_total{namespace="rocky-test",outcome="copied"} 5.0' in metrics
     assert 'rocky_tables_total{namespace="rocky-test",outcome="failed"} 7.0' in metrics
     assert 'rocky_table_retries_total{failure_kind="transient",namespace="rocky-test"} 6.0' in (
-        metrics) or ('rocky_table_retries_total{namespace="rocky-test",failure_kind="transient"}'
-                     ' 6.0' in metrics)
+        metrics
+    ) or (
+        'rocky_table_retries_total{namespace="rocky-test",failure_kind="transient"} 6.0' in metrics
+    )
     assert 'rocky_runs_total{namespace="rocky-test",status="partial_failure"} 1.0' in metrics
     assert "mixed" not in metrics
 
@@ -140,8 +161,9 @@ async def test_fail_fast_aborts_and_skips_the_rest(
     for table in TABLES[2:]:
         kubelet.plant(table, [Outcome("hang")])
     kubelet.plant("t01", [copied()])
-    kubelet.plant("t02", [Outcome("failed", failure_kind=T.QUERY_REJECTED, error="bad SQL",
-                                  delay=0.5)])
+    kubelet.plant(
+        "t02", [Outcome("failed", failure_kind=T.QUERY_REJECTED, error="bad SQL", delay=0.5)]
+    )
     spec = run_spec(warehouse, failFast=True, concurrency=3)
     async with operator_life(api_server, cluster.namespace):
         await cluster.create_run("ff", spec)
@@ -157,10 +179,11 @@ async def test_fail_fast_aborts_and_skips_the_rest(
     full = run["status"]["runOutput"]
     kinds = _errors_by_table(full)
     assert kinds.pop("t02") == "query-rejected"
-    assert kinds and set(kinds.values()) == {"transient"}    # aborted, re-runnable by resume
+    assert kinds
+    assert set(kinds.values()) == {"transient"}
     assert all("aborted" in e["error"] for e in full["errors"] if e["asset_key"][-1] != "t02")
     assert len(full["contained"]) == status["tables"]["notAttempted"]
-    assert pods_left == []                              # the hanging pods were stopped
+    assert pods_left == []  # the hanging pods were stopped
 
 
 async def test_breaker_stops_launching_after_auth_failures(
@@ -176,7 +199,7 @@ async def test_breaker_stops_launching_after_auth_failures(
     assert status["phase"] == "Failed"
     assert status["exitCode"] == 1
     assert status["failures"] == {"auth-failed": 12}
-    assert status["tables"]["attempts"] == 2          # no pod after the breaker opened
+    assert status["tables"]["attempts"] == 2  # no pod after the breaker opened
     assert len(kubelet.handled) == 2
     breaker_errors = [e for e in status["runOutput"]["errors"] if "breaker" in e["error"]]
     assert len(breaker_errors) == 10
@@ -192,9 +215,10 @@ async def test_resume_skips_copied_and_filters_kinds(
         await cluster.create_run("first", run_spec(warehouse, retry=no_retry))
         first = await cluster.wait_finished("first")
         assert first["status"]["tables"]["failed"] == 2
-        kubelet.planted.clear()                      # everything copies now
-        await cluster.create_run("only-transient", run_spec(
-            warehouse, resumeFrom="first", resumeKinds=["transient"]))
+        kubelet.planted.clear()  # everything copies now
+        await cluster.create_run(
+            "only-transient", run_spec(warehouse, resumeFrom="first", resumeKinds=["transient"])
+        )
         await cluster.create_run("all-failed", run_spec(warehouse, resumeFrom="first"))
         only = await cluster.wait_finished("only-transient")
         every = await cluster.wait_finished("all-failed")
@@ -204,31 +228,65 @@ async def test_resume_skips_copied_and_filters_kinds(
     assert [m["asset_key"][-1] for m in only["status"]["runOutput"]["materializations"]] == ["t02"]
     assert only["status"]["runOutput"]["resumed_from"] == "first"
     assert sorted(m["asset_key"][-1] for m in every["status"]["runOutput"]["materializations"]) == [
-        "t02", "t03"]
+        "t02",
+        "t03",
+    ]
 
 
 BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
-    ("placeholder", {"target": {"catalogTemplate": "{tenant}_wh",
-                                "schemaTemplate": "staging__{country}"}},
-     "InvalidSpec", "{country}"),
+    (
+        "placeholder",
+        {"target": {"catalogTemplate": "{tenant}_wh", "schemaTemplate": "staging__{country}"}},
+        "InvalidSpec",
+        "{country}",
+    ),
     ("filter", {"filter": "planet=mars"}, "InvalidSpec", "planet"),
-    ("secret", {"adapter": {"type": "snowflake", "snowflake": {
-        "account": "acme", "user": "rocky",
-        "passwordSecretRef": {"name": "nowhere", "key": "password"}}}},
-     "SecretNotFound", "nowhere"),
-    ("secret-key", {"adapter": {"type": "snowflake", "snowflake": {
-        "account": "acme", "user": "rocky",
-        "passwordSecretRef": {"name": "sf", "key": "pasword"}}}},
-     "SecretKeyNotFound", "pasword"),
+    (
+        "secret",
+        {
+            "adapter": {
+                "type": "snowflake",
+                "snowflake": {
+                    "account": "acme",
+                    "user": "rocky",
+                    "passwordSecretRef": {"name": "nowhere", "key": "password"},
+                },
+            }
+        },
+        "SecretNotFound",
+        "nowhere",
+    ),
+    (
+        "secret-key",
+        {
+            "adapter": {
+                "type": "snowflake",
+                "snowflake": {
+                    "account": "acme",
+                    "user": "rocky",
+                    "passwordSecretRef": {"name": "sf", "key": "pasword"},
+                },
+            }
+        },
+        "SecretKeyNotFound",
+        "pasword",
+    ),
     ("resume", {"resumeFrom": "never-ran"}, "ResumeSourceNotFound", "never-ran"),
 ]
 
 
-@pytest.mark.parametrize(("case", "overrides", "reason", "named"), BAD_SPECS,
-                         ids=[b[0] for b in BAD_SPECS])
+@pytest.mark.parametrize(
+    ("case", "overrides", "reason", "named"), BAD_SPECS, ids=[b[0] for b in BAD_SPECS]
+)
 async def test_bad_spec_fails_without_pods(
-    api_server: str, cluster: Cluster, kubelet: FakeKubelet, warehouse: Path,
-    case: str, overrides: dict[str, Any], reason: str, named: str,
+    api_server: str,
+    cluster: Cluster,
+    kubelet: FakeKubelet,
+    warehouse: Path,
+    case: str,
+    overrides: dict[str, Any],
+    reason: str,
+    named: str,
 ) -> None:
     await cluster.create_secret("sf", {"password": "s3cr3t-value"})
     async with operator_life(api_server, cluster.namespace):
@@ -255,28 +313,30 @@ async def test_operator_killed_mid_run_loses_nothing(
     first = operator_life(api_server, cluster.namespace)
     life = await first.__aenter__()
     await cluster.create_run("restart", run_spec(warehouse, concurrency=4))
-    await cluster.wait_run("restart", lambda r: bool(r.get("status", {}).get("tables", {})
-                                                     .get("running")))
+    await cluster.wait_run(
+        "restart", lambda r: bool(r.get("status", {}).get("tables", {}).get("running"))
+    )
     for _ in range(100):
         if len(await cluster.pods("restart")) == 4:
             break
         await asyncio.sleep(0.05)
     await life.kill()
     metrics_before = life.runtime.metrics
-    kubelet.paused = False                       # the pods finish while nobody watches
+    kubelet.paused = False  # the pods finish while nobody watches
     for _ in range(100):
         pods = await cluster.pods("restart")
         if all((p.get("status") or {}).get("phase") in ("Succeeded", "Failed") for p in pods):
             break
         await asyncio.sleep(0.05)
     async with operator_life(api_server, cluster.namespace) as second:
-        run = await cluster.wait_finished("restart", timeout=60)
+        run = await cluster.wait_finished("restart", deadline_seconds=60)
         metrics_after = second.runtime.metrics
     status = run["status"]
     assert status["phase"] == "Succeeded"
     assert status["tables"]["copied"] == 12
     full = await fetch_output(configuration_for(api_server), cluster.namespace, "restart")
-    assert full is not None and full["tables_copied"] == 12
+    assert full is not None
+    assert full["tables_copied"] == 12
     # Attempt numbers: 12 first attempts + one retry of t05, each pod name seen once.
     assert status["tables"]["attempts"] == 13
     assert len(kubelet.handled) == 13

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import BaseModel
+
 from rocky_operator.api.crd import (
     SchemaError,
     build_crd,
@@ -42,7 +43,9 @@ def test_committed_crd_matches_the_models() -> None:
 
 def test_cli_prints_the_crd() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "rocky_operator.cli", "crd"], capture_output=True, text=True,
+        [sys.executable, "-m", "rocky_operator.cli", "crd"],
+        capture_output=True,
+        text=True,
         check=True,
     ).stdout
     assert yaml.safe_load(out) == build_crd()
@@ -53,17 +56,29 @@ def test_schema_is_structural() -> None:
 
 
 def test_structural_check_catches_violations() -> None:
-    bad = {"type": "object", "properties": {
-        "a": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
-        "b": {"title": "B"},
-        "c": {"type": "object", "properties": {"x": {"type": "string"}},
-              "additionalProperties": {"type": "string"}},
-        "d": {"type": "integer", "default": "3"},
-    }, "required": ["zzz"]}
+    bad = {
+        "type": "object",
+        "properties": {
+            "a": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+            "b": {"title": "B"},
+            "c": {
+                "type": "object",
+                "properties": {"x": {"type": "string"}},
+                "additionalProperties": {"type": "string"},
+            },
+            "d": {"type": "integer", "default": "3"},
+        },
+        "required": ["zzz"],
+    }
     problems = "\n".join(structural_violations(bad))
-    for expected in (".a: has anyOf", ".a: no type", ".b: has title",
-                     ".c: properties together with additionalProperties",
-                     ".d: default '3' is not integer", "required 'zzz'"):
+    for expected in (
+        ".a: has anyOf",
+        ".a: no type",
+        ".b: has title",
+        ".c: properties together with additionalProperties",
+        ".d: default '3' is not integer",
+        "required 'zzz'",
+    ):
         assert expected in problems
 
 
@@ -99,16 +114,26 @@ def test_schema_enforces_enums_bounds_and_nullability() -> None:
     concurrency = spec["properties"]["concurrency"]
     assert (concurrency["minimum"], concurrency["maximum"], concurrency["default"]) == (1, 1000, 8)
     kinds = spec["properties"]["resumeKinds"]["items"]["enum"]
-    assert "auth-failed" in kinds and "compile-error" not in kinds
+    assert "auth-failed" in kinds
+    assert "compile-error" not in kinds
     runner = spec["properties"]["runner"]["properties"]
     assert runner["resources"]["x-kubernetes-preserve-unknown-fields"] is True
     assert runner["tolerations"]["items"]["x-kubernetes-preserve-unknown-fields"] is True
     status = _schema()["properties"]["status"]["properties"]
     assert status["runOutput"]["x-kubernetes-preserve-unknown-fields"] is True
-    assert status["phase"]["enum"] == ["Pending", "Running", "Succeeded", "PartialFailure",
-                                       "Failed"]
-    assert status["conditions"]["items"]["required"] == ["type", "status", "reason",
-                                                         "lastTransitionTime"]
+    assert status["phase"]["enum"] == [
+        "Pending",
+        "Running",
+        "Succeeded",
+        "PartialFailure",
+        "Failed",
+    ]
+    assert status["conditions"]["items"]["required"] == [
+        "type",
+        "status",
+        "reason",
+        "lastTransitionTime",
+    ]
 
 
 def test_no_title_and_no_ref_anywhere() -> None:

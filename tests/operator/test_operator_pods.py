@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from rocky_operator.api.spec import RockyRunSpec
 from rocky_operator.logic.decide import AttemptState
 from rocky_operator.logic.pods import (
@@ -27,31 +28,44 @@ NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def _spec(**runner: Any) -> RockyRunSpec:
-    return RockyRunSpec.model_validate({
-        "adapter": {"type": "snowflake", "snowflake": {
-            "account": "acme-prod", "user": "rocky",
-            "passwordSecretRef": {"name": "sf-creds", "key": "password"}}},
-        "source": {"schemaPattern": {"components": ["tenant", "source"]}},
-        "target": {"catalogTemplate": "{tenant}_wh", "schemaTemplate": "staging__{source}"},
-        "runner": {"image": "rocky:1", **runner},
-    })
+    return RockyRunSpec.model_validate(
+        {
+            "adapter": {
+                "type": "snowflake",
+                "snowflake": {
+                    "account": "acme-prod",
+                    "user": "rocky",
+                    "passwordSecretRef": {"name": "sf-creds", "key": "password"},
+                },
+            },
+            "source": {"schemaPattern": {"components": ["tenant", "source"]}},
+            "target": {"catalogTemplate": "{tenant}_wh", "schemaTemplate": "staging__{source}"},
+            "runner": {"image": "rocky:1", **runner},
+        }
+    )
 
 
 def _table(spec: RockyRunSpec) -> PlannedTable:
-    found = [DiscoveredTable(None, "src__acme__shopify", "orders",
-                             {"tenant": "acme", "source": "shopify"})]
+    found = [
+        DiscoveredTable(
+            None, "src__acme__shopify", "orders", {"tenant": "acme", "source": "shopify"}
+        )
+    ]
     return plan_tables(spec, found)[0]
 
 
 def test_pod_manifest() -> None:
     spec = _spec(
-        resources={"limits": {"memory": "1Gi"}}, nodeSelector={"pool": "etl"},
-        tolerations=[{"key": "etl", "operator": "Exists"}], activeDeadlineSeconds=900,
+        resources={"limits": {"memory": "1Gi"}},
+        nodeSelector={"pool": "etl"},
+        tolerations=[{"key": "etl", "operator": "Exists"}],
+        activeDeadlineSeconds=900,
         serviceAccountName="rocky-runner",
     )
     table = _table(spec)
-    pod = build_pod(run_name="nightly", run_uid="u-1", namespace="data", spec=spec,
-                    table=table, attempt=2)
+    pod = build_pod(
+        run_name="nightly", run_uid="u-1", namespace="data", spec=spec, table=table, attempt=2
+    )
     meta = pod["metadata"]
     assert meta["name"] == f"nightly-{table.key}-2"
     assert meta["labels"]["rocky.dev/run"] == "nightly"
@@ -76,7 +90,8 @@ def test_pod_manifest() -> None:
     assert sc["capabilities"] == {"drop": ["ALL"]}
     env = {e["name"]: e for e in container["env"]}
     assert env["ROCKY_SNOWFLAKE_PASSWORD"]["valueFrom"] == {
-        "secretKeyRef": {"name": "sf-creds", "key": "password"}}
+        "secretKeyRef": {"name": "sf-creds", "key": "password"}
+    }
     assert "value" not in env["ROCKY_SNOWFLAKE_PASSWORD"]
     task = env["ROCKY_TASK"]["value"]
     assert '"asset_key":["snowflake","acme","shopify","orders"]' in task
@@ -84,17 +99,23 @@ def test_pod_manifest() -> None:
 
 def _pod(status: dict[str, Any], *, created: datetime = NOW, **meta: Any) -> dict[str, Any]:
     return {
-        "metadata": {"name": "r-abc-1", "creationTimestamp": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                     "labels": {"rocky.dev/run": "r", "rocky.dev/table": "abc",
-                                "rocky.dev/attempt": "1"}, **meta},
+        "metadata": {
+            "name": "r-abc-1",
+            "creationTimestamp": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "labels": {"rocky.dev/run": "r", "rocky.dev/table": "abc", "rocky.dev/attempt": "1"},
+            **meta,
+        },
         "spec": {"activeDeadlineSeconds": 60},
         "status": status,
     }
 
 
 def _terminated(code: int, message: str | None = None, reason: str = "Error") -> dict[str, Any]:
-    term: dict[str, Any] = {"exitCode": code, "reason": reason,
-                            "finishedAt": "2026-01-02T03:04:05Z"}
+    term: dict[str, Any] = {
+        "exitCode": code,
+        "reason": reason,
+        "finishedAt": "2026-01-02T03:04:05Z",
+    }
     if message is not None:
         term["message"] = message
     return {"name": "runner", "state": {"terminated": term}}
@@ -102,85 +123,138 @@ def _terminated(code: int, message: str | None = None, reason: str = "Error") ->
 
 def _message(kind: FailureKind | None) -> str:
     outcome = "copied" if kind is None else "failed"
-    return encode_result(TableResult(asset_key=["duckdb", "t"], outcome=outcome,
-                                     failure_kind=kind, error="boom" if kind else None,
-                                     rows_copied=7 if kind is None else None)).decode()
+    return encode_result(
+        TableResult(
+            asset_key=["duckdb", "t"],
+            outcome=outcome,
+            failure_kind=kind,
+            error="boom" if kind else None,
+            rows_copied=7 if kind is None else None,
+        )
+    ).decode()
 
 
 def test_row_valid_message_gives_its_kind() -> None:
-    pod = _pod({"phase": "Failed", "containerStatuses": [
-        _terminated(13, _message(FailureKind.QUOTA_EXCEEDED))]})
+    pod = _pod(
+        {
+            "phase": "Failed",
+            "containerStatuses": [_terminated(13, _message(FailureKind.QUOTA_EXCEEDED))],
+        }
+    )
     attempt = classify_pod(pod, NOW)
     assert attempt is not None
-    assert (attempt.state, attempt.failure_kind) == (AttemptState.FAILED,
-                                                     FailureKind.QUOTA_EXCEEDED)
-    assert attempt.result is not None and attempt.error == "boom"
+    assert (attempt.state, attempt.failure_kind) == (
+        AttemptState.FAILED,
+        FailureKind.QUOTA_EXCEEDED,
+    )
+    assert attempt.result is not None
+    assert attempt.error == "boom"
 
 
 def test_row_valid_message_copied() -> None:
     pod = _pod({"phase": "Succeeded", "containerStatuses": [_terminated(0, _message(None))]})
     attempt = classify_pod(pod, NOW)
-    assert attempt is not None and attempt.state is AttemptState.COPIED
-    assert attempt.result is not None and attempt.result.rows_copied == 7
+    assert attempt is not None
+    assert attempt.state is AttemptState.COPIED
+    assert attempt.result is not None
+    assert attempt.result.rows_copied == 7
 
 
-@pytest.mark.parametrize(("code", "kind"), [
-    (10, FailureKind.CONNECTION_FAILED), (11, FailureKind.AUTH_FAILED),
-    (12, FailureKind.QUERY_REJECTED), (13, FailureKind.TRANSIENT),
-    (14, FailureKind.QUOTA_EXCEEDED), (15, FailureKind.NOT_FOUND), (16, FailureKind.UNKNOWN),
-])
-@pytest.mark.parametrize("message", [None, "Traceback (most recent call last): ...",
-                                     '{"v": 1, "outcome": "fai'])
-def test_row_exit_code_without_readable_message(code: int, kind: FailureKind,
-                                                message: str | None) -> None:
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        (10, FailureKind.CONNECTION_FAILED),
+        (11, FailureKind.AUTH_FAILED),
+        (12, FailureKind.QUERY_REJECTED),
+        (13, FailureKind.TRANSIENT),
+        (14, FailureKind.QUOTA_EXCEEDED),
+        (15, FailureKind.NOT_FOUND),
+        (16, FailureKind.UNKNOWN),
+    ],
+)
+@pytest.mark.parametrize(
+    "message", [None, "Traceback (most recent call last): ...", '{"v": 1, "outcome": "fai']
+)
+def test_row_exit_code_without_readable_message(
+    code: int, kind: FailureKind, message: str | None
+) -> None:
     pod = _pod({"phase": "Failed", "containerStatuses": [_terminated(code, message)]})
     attempt = classify_pod(pod, NOW)
-    assert attempt is not None and attempt.failure_kind is kind
+    assert attempt is not None
+    assert attempt.failure_kind is kind
     assert f"code {code}" in (attempt.error or "")
 
 
 def test_row_oom_or_other_crash_is_unknown() -> None:
-    oom = classify_pod(_pod({"phase": "Failed", "containerStatuses": [
-        _terminated(137, None, "OOMKilled")]}), NOW)
-    assert oom is not None and oom.failure_kind is FailureKind.UNKNOWN
-    assert "OOMKilled" in (oom.error or "") and "137" in (oom.error or "")
+    oom = classify_pod(
+        _pod({"phase": "Failed", "containerStatuses": [_terminated(137, None, "OOMKilled")]}), NOW
+    )
+    assert oom is not None
+    assert oom.failure_kind is FailureKind.UNKNOWN
+    assert "OOMKilled" in (oom.error or "")
+    assert "137" in (oom.error or "")
     crash = classify_pod(_pod({"phase": "Failed", "containerStatuses": [_terminated(1)]}), NOW)
-    assert crash is not None and crash.failure_kind is FailureKind.UNKNOWN
+    assert crash is not None
+    assert crash.failure_kind is FailureKind.UNKNOWN
     assert "exit code 1" in (crash.error or "")
 
 
-@pytest.mark.parametrize("status", [
-    {"phase": "Failed", "reason": "Evicted", "message": "low on memory"},
-    {"phase": "Failed", "conditions": [{"type": "DisruptionTarget", "status": "True",
-                                        "reason": "PreemptionByScheduler"}],
-     "containerStatuses": [_terminated(143)]},
-    {"phase": "Failed", "reason": "NodeLost"},
-])
+@pytest.mark.parametrize(
+    "status",
+    [
+        {"phase": "Failed", "reason": "Evicted", "message": "low on memory"},
+        {
+            "phase": "Failed",
+            "conditions": [
+                {"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler"}
+            ],
+            "containerStatuses": [_terminated(143)],
+        },
+        {"phase": "Failed", "reason": "NodeLost"},
+    ],
+)
 def test_row_disruption_is_transient(status: dict[str, Any]) -> None:
     attempt = classify_pod(_pod(status), NOW)
-    assert attempt is not None and attempt.failure_kind is FailureKind.TRANSIENT
+    assert attempt is not None
+    assert attempt.failure_kind is FailureKind.TRANSIENT
     assert "disrupted" in (attempt.error or "")
 
 
 def test_row_deadline_exceeded_is_transient() -> None:
-    attempt = classify_pod(_pod({"phase": "Failed", "reason": "DeadlineExceeded",
-                                 "containerStatuses": [_terminated(143)]}), NOW)
-    assert attempt is not None and attempt.failure_kind is FailureKind.TRANSIENT
+    attempt = classify_pod(
+        _pod(
+            {
+                "phase": "Failed",
+                "reason": "DeadlineExceeded",
+                "containerStatuses": [_terminated(143)],
+            }
+        ),
+        NOW,
+    )
+    assert attempt is not None
+    assert attempt.failure_kind is FailureKind.TRANSIENT
     assert "activeDeadlineSeconds" in (attempt.error or "")
 
 
 def _waiting(reason: str) -> dict[str, Any]:
-    return {"phase": "Pending", "containerStatuses": [
-        {"name": "runner", "state": {"waiting": {"reason": reason, "message": "detail"}}}]}
+    return {
+        "phase": "Pending",
+        "containerStatuses": [
+            {"name": "runner", "state": {"waiting": {"reason": reason, "message": "detail"}}}
+        ],
+    }
 
 
 def test_row_missing_secret_is_auth_failed_after_grace() -> None:
     settings = PodSettings(stuck_grace_seconds=60)
     young = classify_pod(_pod(_waiting("CreateContainerConfigError")), NOW, settings)
-    assert young is not None and young.state is AttemptState.RUNNING
-    old = classify_pod(_pod(_waiting("CreateContainerConfigError")), NOW + timedelta(seconds=61),
-                       settings)
-    assert old is not None and old.failure_kind is FailureKind.AUTH_FAILED
+    assert young is not None
+    assert young.state is AttemptState.RUNNING
+    old = classify_pod(
+        _pod(_waiting("CreateContainerConfigError")), NOW + timedelta(seconds=61), settings
+    )
+    assert old is not None
+    assert old.failure_kind is FailureKind.AUTH_FAILED
     assert "Secret" in (old.error or "")
 
 
@@ -188,31 +262,50 @@ def test_row_missing_secret_is_auth_failed_after_grace() -> None:
 def test_row_image_pull_is_unknown_after_grace(reason: str) -> None:
     settings = PodSettings(stuck_grace_seconds=60)
     young = classify_pod(_pod(_waiting(reason)), NOW + timedelta(seconds=30), settings)
-    assert young is not None and young.state is AttemptState.RUNNING
+    assert young is not None
+    assert young.state is AttemptState.RUNNING
     old = classify_pod(_pod(_waiting(reason)), NOW + timedelta(seconds=60), settings)
-    assert old is not None and old.failure_kind is FailureKind.UNKNOWN
+    assert old is not None
+    assert old.failure_kind is FailureKind.UNKNOWN
     assert "image" in (old.error or "")
 
 
 def test_row_deleted_by_someone_else_is_transient() -> None:
-    deleting = classify_pod(_pod({"phase": "Running"}, deletionTimestamp="2026-01-02T03:04:05Z"),
-                            NOW)
-    assert deleting is not None and deleting.failure_kind is FailureKind.TRANSIENT
+    deleting = classify_pod(
+        _pod({"phase": "Running"}, deletionTimestamp="2026-01-02T03:04:05Z"), NOW
+    )
+    assert deleting is not None
+    assert deleting.failure_kind is FailureKind.TRANSIENT
     gone = missing_pod_attempt("abc", 1, NOW, NOW)
-    assert gone.failure_kind is FailureKind.TRANSIENT and gone.state is AttemptState.FAILED
+    assert gone.failure_kind is FailureKind.TRANSIENT
+    assert gone.state is AttemptState.FAILED
 
 
 def test_valid_message_wins_over_eviction() -> None:
-    pod = _pod({"phase": "Failed", "reason": "Evicted",
-                "containerStatuses": [_terminated(0, _message(None))]})
+    pod = _pod(
+        {
+            "phase": "Failed",
+            "reason": "Evicted",
+            "containerStatuses": [_terminated(0, _message(None))],
+        }
+    )
     attempt = classify_pod(pod, NOW)
-    assert attempt is not None and attempt.state is AttemptState.COPIED
+    assert attempt is not None
+    assert attempt.state is AttemptState.COPIED
 
 
 def test_running_and_foreign_pods() -> None:
-    running = classify_pod(_pod({"phase": "Running", "containerStatuses": [
-        {"name": "runner", "state": {"running": {}}}]}), NOW)
-    assert running is not None and running.state is AttemptState.RUNNING
+    running = classify_pod(
+        _pod(
+            {
+                "phase": "Running",
+                "containerStatuses": [{"name": "runner", "state": {"running": {}}}],
+            }
+        ),
+        NOW,
+    )
+    assert running is not None
+    assert running.state is AttemptState.RUNNING
     foreign = _pod({})
     foreign["metadata"]["labels"] = {"app": "other"}
     assert classify_pod(foreign, NOW) is None

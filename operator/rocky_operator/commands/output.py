@@ -38,9 +38,9 @@ def _default_namespace(context: str | None) -> str:
     from kubernetes import config as k8s_config
 
     try:
-        _, active = k8s_config.list_kube_config_contexts()
+        _, active = k8s_config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
         if context:
-            contexts, _ = k8s_config.list_kube_config_contexts()
+            contexts, _ = k8s_config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
             active = next(c for c in contexts if c["name"] == context)
         return str(active.get("context", {}).get("namespace") or "default")
     except (k8s_config.ConfigException, StopIteration, OSError):

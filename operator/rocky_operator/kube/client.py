@@ -41,11 +41,11 @@ class KubeError(Exception):
         self.message = message
 
 
-class NotFound(KubeError):
+class NotFoundError(KubeError):
     """404."""
 
 
-class Conflict(KubeError):
+class ConflictError(KubeError):
     """409."""
 
 
@@ -53,9 +53,9 @@ def load_configuration(context: str | None = None) -> k8s.Configuration:
     """In-cluster configuration when running in a pod, else the kubeconfig."""
     configuration = k8s.Configuration()
     try:
-        k8s_config.load_incluster_config(client_configuration=configuration)
+        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except k8s_config.ConfigException:
-        k8s_config.load_kube_config(context=context, client_configuration=configuration)
+        k8s_config.load_kube_config(context=context, client_configuration=configuration)  # type: ignore[no-untyped-call]
     return configuration
 
 
@@ -154,7 +154,7 @@ class KubeClient:
             reason, message = str(doc.get("reason", reason)), str(doc.get("message", ""))
         except (ValueError, AttributeError):
             message = raw[:500].decode("utf-8", "replace")
-        error = {404: NotFound, 409: Conflict}.get(status, KubeError)
+        error = {404: NotFoundError, 409: ConflictError}.get(status, KubeError)
         raise error(status, reason, message)
 
     # --- RockyRuns -----------------------------------------------------------------
@@ -198,7 +198,7 @@ class KubeClient:
         """Create a pod; False when it already exists (deterministic names: same attempt)."""
         try:
             await self.request("POST", f"/api/v1/namespaces/{quote(namespace)}/pods", body=pod)
-        except Conflict:
+        except ConflictError:
             return False
         return True
 
@@ -210,7 +210,7 @@ class KubeClient:
                 f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}",
                 body={"propagationPolicy": "Background"},
             )
-        except NotFound:
+        except NotFoundError:
             return False
         return True
 
@@ -222,7 +222,7 @@ class KubeClient:
             doc = await self.request(
                 "GET", f"/api/v1/namespaces/{quote(namespace)}/secrets/{quote(name)}"
             )
-        except NotFound:
+        except NotFoundError:
             return None
         return set((doc.get("data") or {}) | (doc.get("stringData") or {}))
 
@@ -234,7 +234,7 @@ class KubeClient:
             doc = await self.request(
                 "GET", f"/api/v1/namespaces/{quote(namespace)}/secrets/{quote(name)}"
             )
-        except NotFound:
+        except NotFoundError:
             return None
         raw = (doc.get("data") or {}).get(key)
         if raw is None:
@@ -261,7 +261,7 @@ class KubeClient:
             result: dict[str, Any] = await self.request(
                 "GET", f"/api/v1/namespaces/{quote(namespace)}/configmaps/{quote(name)}"
             )
-        except NotFound:
+        except NotFoundError:
             return None
         return result
 
@@ -271,7 +271,7 @@ class KubeClient:
             await self.request(
                 "POST", f"/api/v1/namespaces/{quote(namespace)}/configmaps", body=body
             )
-        except Conflict:
+        except ConflictError:
             return False
         return True
 

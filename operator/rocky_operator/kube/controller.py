@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -67,9 +67,8 @@ def discover_with_runner(spec: RockyRunSpec, credentials: Mapping[str, str]) -> 
     operator itself: it needs network access to the warehouse (or the DuckDB file)."""
     # Credentials is re-exported by rocky_runner.discovery (the operator imports only
     # the runner's contract and discovery modules; see .importlinter).
-    from rocky_runner.discovery import Credentials, discover_tables
-
     from rocky_operator.logic.tables import adapter_settings
+    from rocky_runner.discovery import Credentials, discover_tables
 
     pattern = spec.source.schema_pattern
     found: Sequence[Any] = discover_tables(
@@ -110,7 +109,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Rejected(Exception):
+class RejectedError(Exception):
     """The run cannot start; ``reason`` is the condition reason."""
 
     def __init__(self, reason: str, message: str, kind: str = "unknown") -> None:
@@ -247,7 +246,7 @@ class RunWorker:
         try:
             self.spec = RockyRunSpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:
-            await self.reject(Rejected("InvalidSpec", _validation_message(exc)), now)
+            await self.reject(RejectedError("InvalidSpec", _validation_message(exc)), now)
             return False
         try:
             await self.check_secrets(self.spec)
@@ -255,7 +254,7 @@ class RunWorker:
             if plan is None:
                 plan = await self.make_plan(self.spec)
                 await self.store.save_plan(*plan)
-        except Rejected as rejected:
+        except RejectedError as rejected:
             await self.reject(rejected, now)
             self.spec = None
             return False
@@ -277,14 +276,14 @@ class RunWorker:
         for ref in spec.adapter.secret_refs().values():
             keys = await self.client.secret_keys(self.namespace, ref.name)
             if keys is None:
-                raise Rejected(
+                raise RejectedError(
                     "SecretNotFound",
                     f"Secret {ref.name!r} (credentials of adapter.{spec.adapter.type}) does not "
                     f"exist in namespace {self.namespace!r}",
                     "auth-failed",
                 )
             if ref.key not in keys:
-                raise Rejected(
+                raise RejectedError(
                     "SecretKeyNotFound",
                     f"Secret {ref.name!r} has no key {ref.key!r} (credentials of "
                     f"adapter.{spec.adapter.type}; it has: {', '.join(sorted(keys)) or 'none'})",
@@ -305,12 +304,12 @@ class RunWorker:
                 timeout=self.settings.discovery_timeout_seconds,
             )
         except TimeoutError as exc:
-            raise Rejected(
+            raise RejectedError(
                 "DiscoveryFailed",
                 f"table discovery took longer than {self.settings.discovery_timeout_seconds:.0f} s",
             ) from exc
         except Exception as exc:  # discovery runs connector code: any failure ends the run
-            raise Rejected(
+            raise RejectedError(
                 "DiscoveryFailed",
                 f"table discovery failed: {_redact(exc, credentials)}",
                 "connection-failed",
@@ -328,7 +327,7 @@ class RunWorker:
         earlier = RunStore(self.client, self.namespace, spec.resume_from, "")
         doc = await earlier.load_output()
         if doc is None:
-            raise Rejected(
+            raise RejectedError(
                 "ResumeSourceNotFound",
                 f"resumeFrom: RockyRun {spec.resume_from!r} has no complete output in "
                 f"namespace {self.namespace!r} (it does not exist or has not finished)",
@@ -349,7 +348,7 @@ class RunWorker:
                 keep.append(table)
         return keep, skipped
 
-    async def reject(self, rejected: Rejected, now: datetime) -> None:
+    async def reject(self, rejected: RejectedError, now: datetime) -> None:
         """End a run that cannot start: Failed, exit code 1, a condition naming why."""
         spec_filter = ""
         output = build_failed_run_output(
@@ -394,7 +393,9 @@ class RunWorker:
 
     async def reconcile(self) -> bool:
         """One observe-decide-act pass; True when the run is finished."""
-        assert self.spec is not None and self.policy is not None and self.store is not None
+        assert self.spec is not None
+        assert self.policy is not None
+        assert self.store is not None
         self.passes += 1
         now = self.controller.clock()
         pods = await self.client.list_pods(self.namespace, {LABEL_RUN: self.name})
@@ -447,9 +448,16 @@ class RunWorker:
         await self.create_pods(starts)
         await self.delete_finished(pod_names, decision)
         # 3. Report.
-        log.debug("run %s/%s pass %d: %d pods, %d recorded, %d started, %d aborted",
-                  self.namespace, self.name, self.passes, len(pods), len(new), len(starts),
-                  len(decision.abort))
+        log.debug(
+            "run %s/%s pass %d: %d pods, %d recorded, %d started, %d aborted",
+            self.namespace,
+            self.name,
+            self.passes,
+            len(pods),
+            len(new),
+            len(starts),
+            len(decision.abort),
+        )
         self.requeue_at = decision.requeue_at
         await self.announce_failures(new.values(), decision)
         if decision.finished:
@@ -487,7 +495,8 @@ class RunWorker:
                     metrics.tables.labels(ns, "failed").inc()
 
     async def create_pods(self, starts: Sequence[Attempt]) -> None:
-        assert self.spec is not None and self.store is not None
+        assert self.spec is not None
+        assert self.store is not None
         by_key = {t.key: t for t in self.tables}
         gate = asyncio.Semaphore(self.settings.create_parallelism)
         failed: list[Attempt] = []
@@ -604,7 +613,9 @@ class RunWorker:
         self.last_write = self._mono()
 
     async def finish(self, decision: Decision, now: datetime) -> None:
-        assert self.spec is not None and self.store is not None and self.start_time is not None
+        assert self.spec is not None
+        assert self.store is not None
+        assert self.start_time is not None
         full = build_run_output(
             self.tables,
             decision.outcomes,

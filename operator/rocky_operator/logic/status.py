@@ -215,7 +215,7 @@ def build_status(
         return RockyRunStatus(
             phase=phase,
             exit_code=code,
-            observed_generation=generation,  # type: ignore[arg-type]
+            observed_generation=generation,
             start_time=timestamp(start_time),
             completion_time=timestamp(now),
             message=message,
