@@ -61,6 +61,7 @@ def test_duckdb_runner_imports_no_connector_library(tmp_path: Path) -> None:
     assert loaded == set()
 
 
+@pytest.mark.slow  # a fresh interpreter imports a whole client SDK
 @pytest.mark.parametrize(
     ("adapter", "own", "others"),
     [

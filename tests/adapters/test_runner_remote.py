@@ -30,7 +30,11 @@ from rocky_runner.contract import (
     decode_result,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning"),
+    # Each runner process imports a client SDK (and pandas / pyarrow): seconds apiece.
+    pytest.mark.slow,
+]
 
 PASSWORD = "s3cr3t-Pa55word-for-the-redaction-check"
 
