@@ -89,9 +89,7 @@ def _value(text: str, dialect: DialectName) -> exp.Expr:
     return parsed
 
 
-def metadata_select(
-    columns: Sequence[MetadataColumn], dialect: DialectName
-) -> list[exp.Expr]:
+def metadata_select(columns: Sequence[MetadataColumn], dialect: DialectName) -> list[exp.Expr]:
     """``CAST((value) AS type) AS "name"`` for each metadata column."""
     return [
         exp.alias_(
