@@ -146,7 +146,7 @@ async def test_classification_retries_and_status(
     # Metrics: each table result counted once, no per-run or per-table label.
     assert 'rocky_tables_total{namespace="rocky-test",outcome="copied"} 5.0' in metrics
     assert 'rocky_tables_total{namespace="rocky-test",outcome="failed"} 7.0' in metrics
-    assert 'rocky_table_retries_total{namespace="rocky-test",failure_kind="transient"} 6.0' in (
+    assert 'rocky_table_retries_total{failure_kind="transient",namespace="rocky-test"} 6.0' in (
         metrics
     )
     assert 'rocky_runs_total{namespace="rocky-test",status="partial_failure"} 1.0' in metrics

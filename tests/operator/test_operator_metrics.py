@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.error
 import urllib.request
+
+import pytest
 
 from rocky_operator.metrics import Metrics, MetricsServer
 
 
 def _get(url: str) -> tuple[int, str]:
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (loopback)
+    with urllib.request.urlopen(url, timeout=5) as response:
         return response.status, response.read().decode()
 
 
@@ -29,8 +32,8 @@ async def test_metrics_and_health_endpoints() -> None:
         status, text = await asyncio.to_thread(_get, f"http://127.0.0.1:{server.port}/metrics")
         assert status == 200
         for line in (
-            'rocky_table_failures_total{namespace="data",failure_kind="auth-failed"} 1.0',
-            'rocky_table_retries_total{namespace="data",failure_kind="transient"} 2.0',
+            'rocky_table_failures_total{failure_kind="auth-failed",namespace="data"} 1.0',
+            'rocky_table_retries_total{failure_kind="transient",namespace="data"} 2.0',
             'rocky_tables_total{namespace="data",outcome="copied"} 3.0',
             'rocky_runs_total{namespace="data",status="partial_failure"} 1.0',
             'rocky_runs_active{namespace="data"} 1.0',
@@ -42,11 +45,7 @@ async def test_metrics_and_health_endpoints() -> None:
         status, text = await asyncio.to_thread(_get, f"http://127.0.0.1:{server.port}/healthz")
         assert (status, text.strip()) == (200, "ok")
         healthy[0] = False
-        try:
+        with pytest.raises(urllib.error.HTTPError, match="503"):
             await asyncio.to_thread(_get, f"http://127.0.0.1:{server.port}/healthz")
-        except urllib.error.HTTPError as exc:
-            assert exc.code == 503
-        else:
-            raise AssertionError("/healthz answered 200 while unhealthy")
     finally:
         await server.stop()

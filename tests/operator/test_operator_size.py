@@ -100,7 +100,7 @@ def _run(tables: int, failing: float, error_bytes: int):  # type: ignore[no-unty
 
 
 def test_5000_tables_keep_the_object_small_and_account_for_every_failure() -> None:
-    spec, planned, attempts, full, status = _run(5000, 0.2, 2048)
+    spec, _planned, _attempts, full, status = _run(5000, 0.2, 2048)
     obj = {
         "apiVersion": "rocky.dev/v1alpha1",
         "kind": "RockyRun",
@@ -132,7 +132,7 @@ def test_complete_output_fits_config_maps_and_round_trips() -> None:
 
 
 def test_journal_and_plan_round_trip() -> None:
-    _spec_, planned, attempts, _full, _status = _run(300, 0.2, 2048)
+    _, planned, attempts, _full, _status = _run(300, 0.2, 2048)
     batch = records.encode_batch(attempts)
     assert records.decode_batch(batch) == attempts
     tables, resumed = records.decode_plan(
