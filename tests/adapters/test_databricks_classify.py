@@ -168,6 +168,9 @@ def test_tls_handshake_fails(
 def test_read_timeout() -> None:
     with databricks_http_stub(Reply(200, delay=5.0)) as stub:
         exc = _raised_by_connect(stub.port)
+    names = _chain_names(exc)
+    assert names[:2] == ["RequestError", "MaxRetryDurationError"]
+    assert "ReadTimeoutError" in names
     assert classify_exception(exc) is FailureKind.TRANSIENT
 
 
