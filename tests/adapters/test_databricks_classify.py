@@ -327,3 +327,11 @@ def test_dns_failure_is_connection_failed() -> None:
     assert classify_exception(raw) is FailureKind.CONNECTION_FAILED
     wrapped = requests.exceptions.ConnectionError(raw)
     assert classify_exception(wrapped) is FailureKind.CONNECTION_FAILED
+
+
+def test_raw_max_retry_error_with_read_timeout() -> None:
+    """Built by hand: the raw form of the read-timeout row (urllib3 gave up first)."""
+    from urllib3.exceptions import MaxRetryError, ReadTimeoutError
+
+    raw = MaxRetryError(None, "/sql", ReadTimeoutError(None, "/sql", "Read timed out."))
+    assert classify_exception(raw) is FailureKind.TRANSIENT
