@@ -7,6 +7,8 @@ template written in lower case finds the table Snowflake stored in upper case. A
 target that does not exist yet is created under the name Snowflake would give the
 same unquoted identifier (upper case) when the name is a plain identifier, and
 verbatim otherwise. Every identifier is then quoted (see :mod:`.sql_dialect`).
+Target schemas are created when missing; a missing target database is not (that
+needs account-level privileges), so the copy fails as not-found.
 
 The connector's call-outs are switched off (cloud platform detection, out-of-band
 telemetry, session keep-alive) and every timeout is bounded by
