@@ -16,12 +16,16 @@ import contextlib
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
+import kmock
 import kopf
+from kmock._internal import parsing as _parsing
 from kubernetes import client as k8s
 from tests.support.kubeapi import ApiError, KubeApi
 
@@ -49,6 +53,93 @@ FAST = ControllerSettings(
 
 def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- The in-process API server (kmock) -------------------------------------------------------
+
+
+def _parse_path_with_namespaces(path: str) -> Any:
+    """kmock 0.8 cannot parse ``/api/v1/namespaces`` (the cluster-scoped namespace list
+    kopf's backbone reads): it takes ``namespaces`` for the namespace prefix of a
+    namespaced path. Parse it as the ``namespaces`` resource; defer otherwise."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    if parts[:3] == ["api", "v1", "namespaces"] and len(parts) in (3, 4):
+        name = parts[3] if len(parts) == 4 else None
+        return _parsing.ParsedPath("", "v1", "namespaces", None, name, None)
+    return _ORIGINAL_PARSE_PATH(path)
+
+
+_ORIGINAL_PARSE_PATH = _parsing.parse_path
+_parsing.parse_path = _parse_path_with_namespaces
+
+
+@attrs.define(kw_only=True)
+class CountingEmulator(kmock.KubernetesEmulator):
+    """kmock's Kubernetes emulator, counting requests by client (the operator: its own
+    client and kopf; or the test), verb and resource, and keeping
+    only a short request history: kmock matches each request against its whole history
+    (O(n) per request), which makes runs of thousands of requests crawl."""
+
+    counts: Counter[str] = attrs.field(factory=Counter, init=False)
+
+    async def __call__(self, raw_request: Any) -> Any:
+        del self._requests[:-8]
+        path = raw_request.path.split("?", 1)[0].strip("/").split("/")
+        resource = next((p for p in reversed(path) if p in RESOURCES), "other")
+        if path[-1] == "status":
+            resource += "/status"
+        watch = "WATCH" if raw_request.query.get("watch") == "true" else raw_request.method
+        agent = raw_request.headers.get("User-Agent", "")
+        who = "operator" if agent.startswith(("rocky-operator", "kopf")) else "test"
+        self.counts[f"{who} {watch} {resource}"] += 1
+        return await super().__call__(raw_request)
+
+
+RESOURCES = {
+    "pods",
+    "configmaps",
+    "secrets",
+    "events",
+    "rockyruns",
+    "namespaces",
+    "customresourcedefinitions",
+}
+
+
+def declare_resources(api: Any) -> None:
+    """What the test API server serves: RockyRuns, the core kinds the operator uses,
+    and kopf's backbone (namespaces, CRDs)."""
+    info = kmock.ResourceInfo
+    api.resources["rocky.dev/v1alpha1/rockyruns"] = info(
+        kind="RockyRun",
+        singular="rockyrun",
+        namespaced=True,
+        shortnames={"rr"},
+        verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
+        subresources={"status"},
+    )
+    # kopf's backbone: it waits for these to be discoverable before it watches anything.
+    api.resources["v1/namespaces"] = info(
+        kind="Namespace", singular="namespace", namespaced=False, verbs={"get", "list", "watch"}
+    )
+    api.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = info(
+        kind="CustomResourceDefinition",
+        singular="customresourcedefinition",
+        namespaced=False,
+        verbs={"get", "list", "watch"},
+    )
+    for plural, kind in (
+        ("pods", "Pod"),
+        ("configmaps", "ConfigMap"),
+        ("secrets", "Secret"),
+        ("events", "Event"),
+    ):
+        api.resources[f"v1/{plural}"] = info(
+            kind=kind,
+            singular=kind.lower(),
+            namespaced=True,
+            verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
+        )
 
 
 # --- The API as a scenario sees it --------------------------------------------------------
@@ -465,3 +556,20 @@ async def operator_life(
         yield life
     finally:
         await life.stop()
+
+
+def make_warehouse(path: str, schemas: Sequence[str], tables: Sequence[str]) -> None:
+    """A DuckDB file with these source schemas, each holding these (one-row) tables."""
+    import duckdb
+
+    con = duckdb.connect(path)
+    try:
+        for schema in schemas:
+            con.execute(f"CREATE SCHEMA {schema}")
+            for table in tables:
+                con.execute(
+                    f"CREATE TABLE {schema}.{table} AS SELECT 1 AS id, "
+                    "TIMESTAMP '2024-01-01' AS _fivetran_synced"
+                )
+    finally:
+        con.close()
