@@ -311,6 +311,32 @@ def test_invalid_schedule_is_rejected_by_the_api_server(
     # (API server CEL rules run only once the schema checks pass.)
     assert "at most 52 characters" in create("x" * 53)
 
+    # A cron expression is only a string to the API server: the controller refuses it.
+    _create(
+        custom,
+        namespace,
+        "rockyschedules",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "RockySchedule",
+            "metadata": {"name": "bad-cron"},
+            "spec": {"schedule": "61 * * * *", "runTemplate": {"spec": _run_spec()}},
+        },
+    )
+
+    def refused() -> dict[str, Any] | None:
+        status: dict[str, Any] = _schedule(custom, namespace, "bad-cron").get("status") or {}
+        ready = {c["type"]: c for c in status.get("conditions") or []}.get("Ready")
+        return ready if ready and ready["reason"] == "InvalidSpec" else None
+
+    ready = wait_for(refused, timeout=30, what="Ready False InvalidSpec")
+    assert ready["status"] == "False"
+    assert "not a valid cron expression" in ready["message"]
+    runs: dict[str, Any] = custom.list_namespaced_custom_object(  # type: ignore[assignment]
+        GROUP, VERSION, namespace, "rockyruns"
+    )
+    assert runs["items"] == []
+
 
 def test_gitops_examples_pass_server_side_validation(
     control_plane: ControlPlane, namespace: str, schedule_controller: BackgroundProcess
