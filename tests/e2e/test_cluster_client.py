@@ -26,7 +26,13 @@ from tests.support.e2e import apply_file
 
 from rocky_operator.api.spec import RockyRunSpec
 from rocky_operator.api.status import OutputRef, RockyRunStatus
-from rocky_operator.client import ClusterClient, ManifestError, RockyClientError, RunTimeoutError
+from rocky_operator.client import (
+    ClusterClient,
+    ManifestError,
+    RockyClientError,
+    RunConflictError,
+    RunTimeoutError,
+)
 from rocky_operator.logic import records
 from rocky_operator.logic.decide import Attempt, AttemptState, decide
 from rocky_operator.logic.policy import RunPolicy
@@ -212,6 +218,22 @@ def test_typed_spec_with_generate_name_and_output_in_config_maps(
     assert len(outcome.result.errors) == 150  # all of them, not the status's bounded 100
     assert len(status["runOutput"]["errors"]) < 150
     assert all(len(e.error) > 3000 for e in outcome.result.errors)
+
+
+def test_submitting_the_same_name_again_adopts_only_the_same_run(
+    crds: None, namespace: str, api_client: client.ApiClient
+) -> None:
+    """A restarted caller (e.g. a Dagster step) re-attaches to its run; a different run of the
+    same name is a conflict, never silently taken for this one."""
+    spec = RockyRunSpec.model_validate(_spec())
+    with ClusterClient(namespace, api_client=api_client) as rocky:
+        assert rocky.submit(spec, name="attempt-0") == "attempt-0"
+        assert rocky.submit(spec, name="attempt-0", adopt=True) == "attempt-0"
+        with pytest.raises(RunConflictError):
+            rocky.submit(spec, name="attempt-0")  # without adopt: 409 is an error
+        other = RockyRunSpec.model_validate({**_spec(), "filter": "tenant=acme"})
+        with pytest.raises(RunConflictError, match="different spec"):
+            rocky.submit(other, name="attempt-0", adopt=True)
 
 
 def test_timeout_and_rejected_manifests(

@@ -28,7 +28,7 @@ from rocky_operator.client.result import (
 )
 
 if TYPE_CHECKING:
-    from rocky_operator.client.cluster import ClusterClient
+    from rocky_operator.client.cluster import ClusterClient, RunConflictError
     from rocky_operator.client.local import LocalClient
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "LocalClient",
     "ManifestError",
     "RockyClientError",
+    "RunConflictError",
     "RunOutcome",
     "RunOutputUnavailableError",
     "RunTimeoutError",
@@ -58,6 +59,10 @@ def __getattr__(name: str) -> object:
         from rocky_operator.client.cluster import ClusterClient
 
         return ClusterClient
+    if name == "RunConflictError":
+        from rocky_operator.client.cluster import RunConflictError
+
+        return RunConflictError
     if name == "LocalClient":
         from rocky_operator.client.local import LocalClient
 

@@ -90,11 +90,15 @@ class ClusterClient:
         labels: Mapping[str, str] | None = None,
         resume_from: str | None = None,
         resume_kinds: list[str] | None = None,
+        adopt: bool = False,
     ) -> str:
         """Create the RockyRun; return its name (chosen by the API server for generateName).
 
         A typed spec needs ``name`` or ``generate_name``; a manifest's own metadata is used
-        unless ``name`` / ``generate_name`` override it.
+        unless ``name`` / ``generate_name`` override it. With ``adopt``, a RockyRun of that
+        name with the same spec (what the server stored may add defaults) counts as this one:
+        a caller whose names are unique per attempt, e.g. a restarted Dagster step, re-attaches
+        to its run instead of failing or starting a second one.
         """
         if isinstance(manifest, RockyRunSpec):
             body = build_manifest(manifest, name=name, generate_name=generate_name, labels=labels)
@@ -110,14 +114,25 @@ class ClusterClient:
         if resume_from is not None or resume_kinds is not None:
             body = with_resume(body, resume_from, resume_kinds)
         body["metadata"].pop("namespace", None)
-        created = self._call(
-            self.custom.create_namespaced_custom_object,
-            API_GROUP,
-            API_VERSION,
-            self.namespace,
-            PLURAL,
-            body,
-        )
+        try:
+            created = self._call(
+                self.custom.create_namespaced_custom_object,
+                API_GROUP,
+                API_VERSION,
+                self.namespace,
+                PLURAL,
+                body,
+            )
+        except RunConflictError:
+            name = body["metadata"].get("name")
+            if not adopt or not name:
+                raise
+            existing = self.get(name)
+            if not _is_subset(body["spec"], existing.get("spec") or {}):
+                raise RunConflictError(
+                    f"RockyRun {name} exists with a different spec; not adopting it"
+                ) from None
+            return str(name)
         return str(created["metadata"]["name"])
 
     # --- wait ----------------------------------------------------------------------
@@ -198,13 +213,18 @@ class ClusterClient:
         resume_from: str | None = None,
         resume_kinds: list[str] | None = None,
     ) -> RunOutcome:
-        """Submit and wait: the cluster counterpart of ``rocky run``."""
+        """Submit and wait: the cluster counterpart of ``rocky run``.
+
+        With an explicit ``name``, a run of that name and spec that exists already is
+        waited on instead (see ``submit(adopt=True)``).
+        """
         run_name = self.submit(
             manifest,
             name=name,
             generate_name=generate_name,
             resume_from=resume_from,
             resume_kinds=resume_kinds,
+            adopt=name is not None,
         )
         return self.wait(run_name, timeout=timeout)
 
@@ -233,9 +253,21 @@ class ClusterClient:
         try:
             return fn(*args, _request_timeout=REQUEST_TIMEOUT)
         except ApiException as exc:
-            raise RockyClientError(
-                f"{fn.__name__}: {exc.status} {exc.reason}: {_api_message(exc)}"
-            ) from exc
+            error = RunConflictError if exc.status == 409 else RockyClientError
+            raise error(f"{fn.__name__}: {exc.status} {exc.reason}: {_api_message(exc)}") from exc
+
+
+class RunConflictError(RockyClientError):
+    """A RockyRun of that name exists already (409)."""
+
+
+def _is_subset(sent: Any, stored: Any) -> bool:
+    """Every field sent is stored with the same value (the server may add defaults)."""
+    if isinstance(sent, dict):
+        return isinstance(stored, dict) and all(
+            k in stored and _is_subset(v, stored[k]) for k, v in sent.items()
+        )
+    return bool(sent == stored)
 
 
 def _api_message(exc: Any) -> str:
