@@ -271,6 +271,7 @@ class FakeKubelet:
     planted: dict[str, list[Outcome]] = field(default_factory=dict)
     handled: set[str] = field(default_factory=set)
     paused: bool = False
+    poll_seconds: float = 0.03
     _task: asyncio.Task[None] | None = None
 
     def plant(self, table: str, outcomes: Sequence[Outcome]) -> None:
@@ -297,7 +298,7 @@ class FakeKubelet:
                     p for p in doc.get("items") or [] if p["metadata"]["name"] not in self.handled
                 ]
                 await asyncio.gather(*(self._play(p) for p in fresh))
-            await asyncio.sleep(0.03)
+            await asyncio.sleep(self.poll_seconds)
 
     async def _play(self, pod: JSON) -> None:
         name = pod["metadata"]["name"]
@@ -564,6 +565,7 @@ def make_warehouse(path: str, schemas: Sequence[str], tables: Sequence[str]) -> 
 
     con = duckdb.connect(path)
     try:
+        con.execute("BEGIN")
         for schema in schemas:
             con.execute(f"CREATE SCHEMA {schema}")
             for table in tables:
@@ -571,5 +573,6 @@ def make_warehouse(path: str, schemas: Sequence[str], tables: Sequence[str]) -> 
                     f"CREATE TABLE {schema}.{table} AS SELECT 1 AS id, "
                     "TIMESTAMP '2024-01-01' AS _fivetran_synced"
                 )
+        con.execute("COMMIT")
     finally:
         con.close()
