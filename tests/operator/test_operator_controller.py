@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import rocky_sdk
 import yaml
 from tests.operator.conftest import TABLES, run_spec
 from tests.operator.harness import (
+    FAST,
     Cluster,
     FakeKubelet,
     Outcome,
@@ -34,6 +36,7 @@ from tests.operator.harness import (
     operator_life,
 )
 
+from rocky_operator.cli import main
 from rocky_operator.commands.output import fetch_output
 from rocky_operator.logic.run_output import exit_code
 from rocky_runner.contract import FailureKind
@@ -341,3 +344,47 @@ async def test_operator_killed_mid_run_loses_nothing(
     copied_before = metrics_before.tables.labels("rocky-test", "copied")._value.get()
     copied_after = metrics_after.tables.labels("rocky-test", "copied")._value.get()
     assert copied_before + copied_after == 12
+
+
+async def test_output_command_and_kept_failed_pods(
+    api_server: str,
+    cluster: Cluster,
+    kubelet: FakeKubelet,
+    warehouse: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``rocky-operator output`` prints the complete RunOutput and exits 0 / 2 / 1; with
+    keep_failed_pods the failed attempt's pod stays (its result is recorded anyway)."""
+    kubelet.plant("t04", [failed(T.NOT_FOUND, "table vanished")])
+    settings = replace(FAST, keep_failed_pods=True)
+    async with operator_life(api_server, cluster.namespace, settings):
+        await cluster.create_run("partial", run_spec(warehouse))
+        only_some = {
+            "schemaPattern": {"components": ["tenant", "region", "source"]},
+            "tables": ["t01", "t02", "t03"],
+        }
+        await cluster.create_run("good", run_spec(warehouse, source=only_some))
+        partial = await cluster.wait_finished("partial")
+        await cluster.wait_finished("good")
+        left = [p["metadata"]["labels"]["rocky.dev/table"] for p in await cluster.pods("partial")]
+    assert partial["status"]["tables"]["failed"] == 1
+    assert len(left) == 1  # only the failed attempt's pod
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: t\n"
+        f"clusters: [{{name: t, cluster: {{server: '{api_server}'}}}}]\n"
+        "users: [{name: t, user: {}}]\n"
+        "contexts: [{name: t, context: {cluster: t, user: t}}]\n"
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    codes = {}
+    for name in ("partial", "good", "missing"):
+        codes[name] = await asyncio.to_thread(main, ["output", name, "-n", cluster.namespace])
+        out = capsys.readouterr().out
+        if name != "missing":
+            doc = json.loads(out)
+            _check_run_output(doc)
+            assert doc["tables_copied"] + doc["tables_failed"] == (12 if name == "partial" else 3)
+    assert codes == {"partial": 2, "good": 0, "missing": 1}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from typing import Any
 
@@ -37,10 +38,12 @@ async def fetch_output(configuration: Any, namespace: str, name: str) -> dict[st
 def _default_namespace(context: str | None) -> str:
     from kubernetes import config as k8s_config
 
+    config_file = os.environ.get("KUBECONFIG") or None
     try:
-        _, active = k8s_config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+        contexts, active = k8s_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            config_file=config_file
+        )
         if context:
-            contexts, _ = k8s_config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
             active = next(c for c in contexts if c["name"] == context)
         return str(active.get("context", {}).get("namespace") or "default")
     except (k8s_config.ConfigException, StopIteration, OSError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import ssl
 from collections.abc import Mapping
@@ -53,9 +54,16 @@ def load_configuration(context: str | None = None) -> k8s.Configuration:
     """In-cluster configuration when running in a pod, else the kubeconfig."""
     configuration = k8s.Configuration()
     try:
-        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
     except k8s_config.ConfigException:
-        k8s_config.load_kube_config(context=context, client_configuration=configuration)  # type: ignore[no-untyped-call]
+        # $KUBECONFIG read now, not when the kubernetes package was imported.
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=os.environ.get("KUBECONFIG") or None,
+            context=context,
+            client_configuration=configuration,
+        )
     return configuration
 
 
