@@ -15,15 +15,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import kmock  # noqa: E402
-
-from tests.operator.harness import (  # noqa: E402
+import kmock
+from tests.operator.harness import (
     Cluster,
     CountingEmulator,
     declare_resources,
     make_warehouse,
 )
-from tests.support.kubeapi import KubeApi, KubeConfig  # noqa: E402
+from tests.support.kubeapi import KubeApi, KubeConfig
 
 NAMESPACE = "bench"
 

@@ -15,14 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from operator_common import NAMESPACE, bench_server, spec, warehouse
-
 from tests.operator.harness import FakeKubelet
 
 
@@ -52,20 +50,18 @@ async def main() -> None:
                 f"namespace: {NAMESPACE}}}}}]\n"
             )
             env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "rocky_operator.cli",
-                    "run",
-                    "-n",
-                    NAMESPACE,
-                    "--metrics-port",
-                    "0",
-                ],
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "rocky_operator.cli",
+                "run",
+                "-n",
+                NAMESPACE,
+                "--metrics-port",
+                "0",
                 env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
             )
             try:
                 await asyncio.sleep(3)
@@ -92,7 +88,7 @@ async def main() -> None:
                 print(f"status.tables: {tables}")
             finally:
                 proc.terminate()
-                proc.wait(30)
+                await asyncio.wait_for(proc.wait(), 30)
 
 
 if __name__ == "__main__":
