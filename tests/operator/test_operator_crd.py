@@ -141,3 +141,9 @@ def test_no_title_and_no_ref_anywhere() -> None:
     assert "title:" not in text
     assert "$ref" not in text
     assert "anyOf" not in text
+
+
+def test_crd_validates_against_the_apiextensions_schema() -> None:
+    """The CRD object itself is a valid apiextensions.k8s.io/v1 CustomResourceDefinition."""
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    kubernetes_validate.validate(build_crd(), "1.30.0", strict=True)

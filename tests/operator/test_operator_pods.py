@@ -313,3 +313,21 @@ def test_running_and_foreign_pods() -> None:
 
 def test_message_codec_is_the_runners() -> None:
     assert decode_result(_message(FailureKind.TRANSIENT)).failure_kind is FailureKind.TRANSIENT
+
+
+def test_pod_manifest_validates_against_the_kubernetes_schema() -> None:
+    """The manifest is a valid core/v1 Pod of current Kubernetes (strict: no unknown
+    fields), checked with the published OpenAPI schema (kubernetes-validate)."""
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    spec = _spec(
+        resources={"limits": {"memory": "1Gi"}}, tolerations=[{"key": "etl", "operator": "Exists"}]
+    )
+    pod = build_pod(
+        run_name="nightly",
+        run_uid="u-1",
+        namespace="data",
+        spec=spec,
+        table=_table(spec),
+        attempt=1,
+    )
+    kubernetes_validate.validate(pod, "1.30.0", strict=True)
