@@ -66,7 +66,7 @@ def _errors_by_table(doc: dict[str, Any]) -> dict[str, str]:
 
 
 async def test_classification_retries_and_status(
-    api_server: str, cluster: Cluster, kubelet: FakeKubelet, warehouse: Path
+    api_server: str, cluster: Cluster, kubelet: FakeKubelet, warehouse: Path, kmock: Any
 ) -> None:
     """Twelve tables, one per planted fate: every classification row, retries, and the
     status / output / events / metrics of the finished run."""
@@ -154,6 +154,12 @@ async def test_classification_retries_and_status(
     )
     assert 'rocky_runs_total{namespace="rocky-test",status="partial_failure"} 1.0' in metrics
     assert "mixed" not in metrics
+
+    # Status writes are batched: far fewer than the pod events (19 pods, each created,
+    # updated and deleted), and at least one per pass is never needed.
+    status_patches = kmock.counts["operator PATCH rockyruns/status"]
+    pod_events = kmock.counts["operator POST pods"] * 3
+    assert status_patches < pod_events / 3, (status_patches, pod_events)
 
 
 async def test_fail_fast_aborts_and_skips_the_rest(
