@@ -4,7 +4,7 @@ Each error is raised by the real google-cloud-bigquery client (with google-auth
 refreshing a service-account token) against the fake BigQuery REST API on
 127.0.0.1: HTTP errors with BigQuery's error body and reason, query jobs that end
 with an ``errorResult``, a closed port, a stalled reply, and a token endpoint that
-refuses or fails. Retries are bounded to about a second so the retried rows end in
+refuses or fails. Retries are bounded to half a second so the retried rows end in
 ``RetryError``, as they do in production when the budget runs out.
 """
 
@@ -25,9 +25,9 @@ from rocky_runner.contract import ENV_BIGQUERY_CREDENTIALS, FailureKind
 
 LIMITS = dataclasses.replace(
     bq.LIMITS,
-    request_timeout_seconds=1.0,
-    retry_seconds=1.0,
-    job_retry_seconds=1.0,
+    request_timeout_seconds=0.5,
+    retry_seconds=0.5,
+    job_retry_seconds=0.5,
     retry_initial_delay_seconds=0.05,
     retry_max_delay_seconds=0.1,
 )
