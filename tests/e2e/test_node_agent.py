@@ -383,3 +383,37 @@ def test_in_process_agent_runs_pods_of_its_node_and_reports_lost_ones_after_rest
     finally:
         again.stop()
         rest.delete("/api/v1/nodes/second-node")
+
+
+@pytest.mark.parametrize(("hook", "reason"), [("oom-kill", "OOMKilled"), ("evict", "Evicted")])
+def test_annotating_a_running_pod_fires_the_hook(
+    control_plane: ControlPlane, namespace: str, rest: Rest, hook: str, reason: str
+) -> None:
+    rest.create(namespace, "pods", pod_manifest("later", ["sleep", "60"]))
+    wait_phase(rest, namespace, "later", {"Running"})
+    time.sleep(0.5)  # still running: the hook is not armed by status updates
+    assert read_pod(rest, namespace, "later")["status"]["phase"] == "Running"
+    rest.merge_patch(
+        f"/api/v1/namespaces/{namespace}/pods/later",
+        {"metadata": {"annotations": {"test.rocky.dev/simulate": hook}}},
+    )
+    pod = wait_phase(rest, namespace, "later", {"Failed"}, timeout=15)
+    term = container_state(pod)["terminated"]
+    assert term["exitCode"] == 137
+    assert reason in (term["reason"], pod["status"].get("reason"))
+
+
+def test_image_from_an_invalid_registry_cannot_be_pulled(
+    control_plane: ControlPlane, namespace: str, rest: Rest
+) -> None:
+    pod = pod_manifest("badimage", [PY, "-c", "pass"])
+    pod["spec"]["containers"][0]["image"] = "registry.invalid/rocky-runner:1"
+    rest.create(namespace, "pods", pod)
+
+    def waiting() -> dict[str, Any] | None:
+        statuses = read_pod(rest, namespace, "badimage").get("status", {}).get("containerStatuses")
+        return statuses[0]["state"].get("waiting") if statuses else None
+
+    state = wait_for(waiting, what="a waiting container")
+    assert state["reason"] in ("ErrImagePull", "ImagePullBackOff")
+    assert "registry.invalid" in state["message"]

@@ -33,7 +33,10 @@ Substitutions (documented in docs/control-plane.md):
       with reason `Evicted`, as the kubelet's eviction manager does;
     - `image-pull-backoff`: the container never starts and waits with `ErrImagePull`, then
       `ImagePullBackOff`.
-  `test.rocky.dev/simulate-after-seconds` (default 0) delays oom-kill / evict after the start.
+  `test.rocky.dev/simulate-after-seconds` (default 0) delays oom-kill / evict after the start;
+  annotating a running pod with `oom-kill` / `evict` fires the hook at once (this is how a test
+  hits one pod of many that a controller created). An image from a registry under the reserved
+  `.invalid` TLD (e.g. `registry.invalid/runner:1`) cannot be pulled either.
 
 Logs of each container go to `<work-dir>/pods/<namespace>_<name>_<uid>/<container>.log`; the
 agent does not serve `kubectl logs` (no kubelet API) and emits no Events.
@@ -67,6 +70,7 @@ log = logging.getLogger("rocky.node_agent")
 SIMULATE_ANNOTATION = "test.rocky.dev/simulate"
 SIMULATE_AFTER_ANNOTATION = "test.rocky.dev/simulate-after-seconds"
 SIMULATIONS = ("oom-kill", "evict", "image-pull-backoff")
+KILL_SIMULATIONS = ("oom-kill", "evict")
 
 MAX_TERMINATION_MESSAGE_BYTES = 4096
 FALLBACK_LOG_BYTES = 2048
@@ -99,6 +103,13 @@ def expand_vars(text: str, env: Mapping[str, str]) -> str:
         return env.get(name, m.group(0))
 
     return _VAR_REF.sub(repl, text)
+
+
+def unpullable(image: str) -> bool:
+    """Images from a registry under the reserved `.invalid` TLD can never be pulled."""
+    first, sep, _ = image.partition("/")
+    host = first.split(":", 1)[0]
+    return bool(sep) and host.endswith(".invalid")
 
 
 def read_termination_message(path: Path, log_path: Path, *, policy: str, exit_code: int) -> str:
@@ -173,6 +184,8 @@ class PodWorker:
         self.log_path = self.dir / f"{self.container['name']}.log"
         self.message_path = self.dir / "termination-log"
         self.deleting = asyncio.Event()
+        self.simulate_now = asyncio.Event()
+        self._hook_seen = (meta.get("annotations") or {}).get(SIMULATE_ANNOTATION)
         self.start_time = (pod.get("status") or {}).get("startTime") or now_rfc3339()
         self.conditions: dict[str, JSON] = {}
         self.proc: asyncio.subprocess.Process | None = None
@@ -187,6 +200,11 @@ class PodWorker:
         self.pod = pod
         if pod["metadata"].get("deletionTimestamp"):
             self.deleting.set()
+        hook = self.annotations.get(SIMULATE_ANNOTATION)
+        if hook != self._hook_seen and hook in KILL_SIMULATIONS:
+            # Annotated later (kubectl annotate pod ...): the hook fires now.
+            self.simulate_now.set()
+        self._hook_seen = hook
 
     @property
     def path(self) -> str:
@@ -415,8 +433,9 @@ class PodWorker:
             await self._finish_deleted()
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        simulate = self.annotations.get(SIMULATE_ANNOTATION, "")
-        if simulate == "image-pull-backoff":
+        if self.annotations.get(SIMULATE_ANNOTATION) == "image-pull-backoff" or unpullable(
+            self.record.image
+        ):
             await self._image_pull_backoff()
             return
         env: dict[str, str] | None = None
@@ -447,7 +466,7 @@ class PodWorker:
                 await self._stopped_before_start(why)
                 return
         try:
-            await self._run_container(env, simulate)
+            await self._run_container(env)
         finally:
             slot.release()
 
@@ -472,7 +491,12 @@ class PodWorker:
         self.record.state = {
             "waiting": {
                 "reason": "ErrImagePull",
-                "message": f'Failed to pull image "{image}": simulated by {SIMULATE_ANNOTATION}',
+                "message": f'Failed to pull image "{image}": '
+                + (
+                    f"lookup {image.split('/')[0]}: no such host"
+                    if unpullable(image)
+                    else f"simulated by {SIMULATE_ANNOTATION}"
+                ),
             }
         }
         await self.post_status("Pending")
@@ -498,11 +522,11 @@ class PodWorker:
         else:
             await self._finish_deleted()
 
-    async def _run_container(self, env: dict[str, str], simulate: str) -> None:
+    async def _run_container(self, env: dict[str, str]) -> None:
         policy = self.pod["spec"].get("restartPolicy", "Always")
         backoff = 1.0
         while True:
-            outcome = await self._run_once(env, simulate)
+            outcome = await self._run_once(env)
             if outcome is None:
                 return  # the pod ended by deletion / deadline / eviction
             exit_code = outcome
@@ -537,7 +561,7 @@ class PodWorker:
             raise ConfigError("no command: the node agent has no image entrypoint to fall back to")
         return argv
 
-    async def _run_once(self, env: dict[str, str], simulate: str) -> int | None:
+    async def _run_once(self, env: dict[str, str]) -> int | None:
         """Run the process once; its exit code, or None when the pod was stopped from outside."""
         with contextlib.suppress(FileNotFoundError):
             self.message_path.unlink()
@@ -575,26 +599,29 @@ class PodWorker:
         await self.post_status("Running")
 
         self._proc_wait = asyncio.ensure_future(self.proc.wait())
-        sim_delay = None
-        if simulate in ("oom-kill", "evict"):
+        self.simulate_now.clear()
+        timer: asyncio.TimerHandle | None = None
+        if self.annotations.get(SIMULATE_ANNOTATION) in KILL_SIMULATIONS:
             try:
-                sim_delay = float(self.annotations.get(SIMULATE_AFTER_ANNOTATION, "0"))
+                delay = float(self.annotations.get(SIMULATE_AFTER_ANNOTATION, "0"))
             except ValueError:
-                sim_delay = 0.0
-        sim_timer: asyncio.Future[None] | None = None
-        waits: list[Any] = [self._proc_wait, self.deleting.wait()]
-        if sim_delay is not None:
-            sim_timer = asyncio.ensure_future(asyncio.sleep(sim_delay))
-            waits.append(sim_timer)
+                delay = 0.0
+            timer = asyncio.get_running_loop().call_later(delay, self.simulate_now.set)
         remaining = self.deadline_remaining()
-        done = await self._wait_any(*waits, limit=remaining)
+        try:
+            await self._wait_any(
+                self._proc_wait, self.deleting.wait(), self.simulate_now.wait(), limit=remaining
+            )
+        finally:
+            if timer is not None:
+                timer.cancel()
 
         why: str | None = None
         if not self._proc_wait.done():
             if self.deleting.is_set():
                 why = "deleted"
-            elif sim_timer is not None and sim_timer in done:
-                why = simulate
+            elif self.simulate_now.is_set():
+                why = self.annotations.get(SIMULATE_ANNOTATION, "oom-kill")
             else:
                 why = "deadline"
         if why in ("oom-kill", "evict"):
