@@ -289,3 +289,39 @@ def test_key_pair_credential_is_converted_and_a_bad_key_is_auth_failed() -> None
         )
     assert classify_exception(info.value) is FailureKind.AUTH_FAILED
     assert "not a key" not in str(info.value)
+
+
+def test_key_pair_login_sends_a_jwt_signed_with_the_key() -> None:
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from fakes.snowflake import snowflake_stub
+    from rocky_runner.contract import ENV_SNOWFLAKE_PRIVATE_KEY
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    with snowflake_stub() as stub:
+        adapter = sf.open_adapter(
+            {
+                "account": "rocky",
+                "user": "loader",
+                "host": "127.0.0.1",
+                "port": stub.port,
+                "protocol": "http",
+                "privateKeySecretRef": {"name": "snowflake", "key": "rsa_key.p8"},
+            },
+            Credentials({ENV_SNOWFLAKE_PRIVATE_KEY: pem}),
+            timeout_seconds=10,
+        )
+        adapter.close()
+        login = next(r for r in stub.requests if r.path.endswith("/login-request"))
+    data = login.json()["data"]
+    assert data["AUTHENTICATOR"] == "SNOWFLAKE_JWT"
+    claims = jwt.decode(data["TOKEN"], key.public_key(), algorithms=["RS256"])
+    assert claims["sub"] == "ROCKY.LOADER"
+    assert pem not in login.body.decode()
