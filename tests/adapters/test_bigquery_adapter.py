@@ -152,7 +152,7 @@ def test_discovery_uses_the_listing_api(api: tuple[RunningServer, FakeBigQuery])
     assert f"/bigquery/v2/projects/{PROJECT}/datasets" in paths
     assert paths[0] == "/token"  # the service account's own token endpoint, nothing else
     api_calls = [r for r in server.requests if r.path.startswith("/bigquery/")]
-    assert {r.headers.get("Authorization") for r in api_calls} == {"Bearer fake-token"}
+    assert {r.headers.get("authorization") for r in api_calls} == {"Bearer fake-token"}
 
 
 def test_missing_source_table_is_not_found(api: tuple[RunningServer, FakeBigQuery]) -> None:

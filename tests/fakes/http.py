@@ -27,6 +27,7 @@ class Request:
     method: str
     path: str
     query: dict[str, list[str]]
+    #: Header names in lower case.
     headers: dict[str, str]
     body: bytes
 
@@ -83,7 +84,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
             body = zlib.decompress(body)
         parts = urlsplit(self.path)
         request = Request(
-            self.command, parts.path, parse_qs(parts.query), dict(self.headers.items()), body
+            self.command,
+            parts.path,
+            parse_qs(parts.query),
+            {k.lower(): v for k, v in self.headers.items()},
+            body,
         )
         self.server.requests.append(request)
         reply = self.server.fake(request)
