@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 import yaml
 from tests.support.control_plane import (
@@ -75,10 +76,13 @@ def warehouse(tmp_path: Path) -> DemoWarehouse:
 class Operator:
     """`rocky-operator run` as a process watching one namespace, restartable."""
 
-    def __init__(self, cp: ControlPlane, namespace: str, log: Path) -> None:
+    def __init__(
+        self, cp: ControlPlane, namespace: str, log: Path, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.cp = cp
         self.namespace = namespace
         self.log = log
+        self.extra_args = extra_args
         self.port = free_port()
         self.proc: BackgroundProcess | None = None
 
@@ -100,6 +104,7 @@ class Operator:
                 "0.2",
                 "--status-interval-seconds",
                 "1",
+                *self.extra_args,
             ],
             log=self.log,
             user="operator",
@@ -374,3 +379,161 @@ def test_malformed_manifests_are_rejected_by_the_api_server(
     assert "is invalid" in proc.stderr
     assert message in proc.stderr
     assert not kubectl_json(control_plane, "-n", namespace, "get", "rockyruns")["items"]
+
+
+# -- pods that fail the way a cluster makes them fail (node agent hooks) --------------------------
+
+HOOK_TABLES = ("t_oom", "t_evict", "t_deleted", "t_ok")
+NO_RETRIES = {
+    kind: {"maxRetries": 0}
+    for kind in (
+        "connection-failed",
+        "auth-failed",
+        "query-rejected",
+        "transient",
+        "quota-exceeded",
+        "not-found",
+        "unknown",
+    )
+}
+
+
+def small_run(name: str, warehouse: Path, **spec: Any) -> dict[str, Any]:
+    """A RockyRun over schema src__acme of `warehouse`, no retries, everything in parallel."""
+    return {
+        "apiVersion": "rocky.dev/v1alpha1",
+        "kind": "RockyRun",
+        "metadata": {"name": name},
+        "spec": {
+            "adapter": {"type": "duckdb", "duckdb": {"path": str(warehouse)}},
+            "source": {
+                "schemaPattern": {"prefix": "src__", "separator": "__", "components": ["tenant"]}
+            },
+            "target": {"catalogTemplate": "{tenant}_out", "schemaTemplate": "copy"},
+            "strategy": "full_refresh",
+            "concurrency": 8,
+            "retry": NO_RETRIES,
+            **spec,
+        },
+    }
+
+
+@pytest.fixture
+def small_warehouse(tmp_path: Path) -> Path:
+    path = tmp_path / "small" / "warehouse.duckdb"
+    path.parent.mkdir(parents=True)
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("CREATE SCHEMA src__acme")
+        for table in HOOK_TABLES:
+            con.execute(
+                f"CREATE TABLE src__acme.{table} AS SELECT range AS id, "
+                "TIMESTAMP '2026-01-01' AS _fivetran_synced FROM range(3)"
+            )
+    finally:
+        con.close()
+    return path
+
+
+def run_pods(rest: Rest, namespace: str, run: str) -> list[dict[str, Any]]:
+    return [
+        p
+        for p in rest.items(namespace, "pods")
+        if p["metadata"].get("labels", {}).get("rocky.dev/run") == run
+    ]
+
+
+def test_oom_killed_evicted_and_deleted_pods_are_classified(
+    control_plane: ControlPlane,
+    namespace: str,
+    operator: Operator,
+    small_warehouse: Path,
+    tmp_path: Path,
+    rest: Rest,
+) -> None:
+    # Every runner first sleeps, so the test can act on its pod while it runs.
+    doc = small_run(
+        "hooks",
+        small_warehouse,
+        runner={"command": ["sh", "-c", "sleep 15; exec rocky-runner"]},
+    )
+    apply(control_plane, namespace, doc, tmp_path)
+
+    def running() -> dict[str, dict[str, Any]] | None:
+        by_table = {
+            json.loads(p["metadata"]["annotations"]["rocky.dev/asset-key"])[-1]: p
+            for p in run_pods(rest, namespace, "hooks")
+            if p.get("status", {}).get("phase") == "Running"
+        }
+        return by_table if len(by_table) == len(HOOK_TABLES) else None
+
+    pods = wait_for(running, timeout=60, what="4 running runner pods")
+    for table, hook in (("t_oom", "oom-kill"), ("t_evict", "evict")):
+        rest.merge_patch(
+            f"/api/v1/namespaces/{namespace}/pods/{pods[table]['metadata']['name']}",
+            {"metadata": {"annotations": {"test.rocky.dev/simulate": hook}}},
+        )
+    rest.remove(namespace, "pods", pods["t_deleted"]["metadata"]["name"])
+
+    run = wait_complete(control_plane, namespace, "hooks", timeout=120)
+    status = run["status"]
+    # DESIGN.md: OOMKilled without a result -> unknown; evicted -> transient; deleted by someone
+    # else -> transient; the untouched one copies.
+    assert status["failures"] == {"unknown": 1, "transient": 2}
+    assert status["tables"]["copied"] == 1
+    errors = {e["asset_key"][-1]: e for e in status["runOutput"]["errors"]}
+    assert errors["t_oom"]["failure_kind"] == "unknown"
+    assert "OOMKilled" in errors["t_oom"]["error"]
+    assert errors["t_evict"]["failure_kind"] == "transient"
+    assert errors["t_deleted"]["failure_kind"] == "transient"
+
+
+@pytest.fixture
+def impatient_operator(
+    control_plane: ControlPlane, namespace: str, crd: None, tmp_path: Path
+) -> Iterator[Operator]:
+    """An operator that gives stuck pods (image pull, missing Secret) 2 s instead of 120 s."""
+    op = Operator(
+        control_plane,
+        namespace,
+        tmp_path / "operator.log",
+        extra_args=("--stuck-grace-seconds", "2"),
+    )
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+
+
+def test_stuck_pods_fail_after_the_grace_period(
+    control_plane: ControlPlane,
+    namespace: str,
+    impatient_operator: Operator,
+    small_warehouse: Path,
+    tmp_path: Path,
+) -> None:
+    no_image = small_run(
+        "no-image", small_warehouse, runner={"image": "registry.invalid/rocky-runner:0"}
+    )
+    no_secret = small_run(
+        "no-secret",
+        small_warehouse,
+        runner={
+            "env": [
+                {
+                    "name": "EXTRA_TOKEN",
+                    "valueFrom": {"secretKeyRef": {"name": "not-there", "key": "token"}},
+                }
+            ]
+        },
+        circuitBreaker={"authFailedThreshold": 0},
+    )
+    apply(control_plane, namespace, no_image, tmp_path)
+    apply(control_plane, namespace, no_secret, tmp_path)
+    image_run = wait_complete(control_plane, namespace, "no-image", timeout=120)
+    secret_run = wait_complete(control_plane, namespace, "no-secret", timeout=120)
+    # DESIGN.md: an image that cannot be pulled -> unknown; a missing Secret -> auth-failed.
+    assert image_run["status"]["failures"] == {"unknown": len(HOOK_TABLES)}
+    assert secret_run["status"]["failures"] == {"auth-failed": len(HOOK_TABLES)}
+    assert image_run["status"]["phase"] == secret_run["status"]["phase"] == "Failed"
