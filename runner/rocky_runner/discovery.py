@@ -35,16 +35,35 @@ class DiscoveredTable:
 def parse_schema_name(
     schema: str, *, prefix: str, separator: str, components: Sequence[str]
 ) -> dict[str, str] | None:
-    """The component values encoded in ``schema``, or None when it does not match."""
-    if not schema.startswith(prefix):
+    """The component values encoded in ``schema``, or None when it does not match.
+
+    Prefix and separator match case-insensitively: Snowflake stores unquoted names in
+    upper case (``SRC__ACME__…``), and a pattern written ``src__`` must still find them.
+    The values keep the warehouse's own spelling, since they name real objects.
+    """
+    if schema[: len(prefix)].casefold() != prefix.casefold():
         return None
     rest = schema[len(prefix) :]
     if not components:
         return {} if rest == "" else None
-    values = rest.split(separator) if separator else [rest]
+    values = _split_casefold(rest, separator) if separator else [rest]
     if len(values) != len(components) or any(v == "" for v in values):
         return None
     return dict(zip(components, values, strict=True))
+
+
+def _split_casefold(text: str, separator: str) -> list[str]:
+    """``text.split(separator)``, with the separator matched case-insensitively."""
+    folded, sep = text.casefold(), separator.casefold()
+    if len(folded) != len(text):  # casefold changed lengths (e.g. ß): match exactly
+        return text.split(separator)
+    parts: list[str] = []
+    start = 0
+    while (hit := folded.find(sep, start)) != -1:
+        parts.append(text[start:hit])
+        start = hit + len(sep)
+    parts.append(text[start:])
+    return parts
 
 
 def discover_tables(

@@ -100,3 +100,12 @@ def test_attempt_name_is_dns_safe_and_keeps_key_and_number(run: str, key: str, n
 )
 def test_attempt_name_examples(run: str, expected: str) -> None:
     assert attempt_name(run, "0123456789", 1) == expected
+
+
+def test_filter_values_match_case_insensitively() -> None:
+    """Snowflake's upper-case schema names are selected by a lower-case filter."""
+    planned = plan_tables(
+        SPEC,
+        [found("ACME", "US_WEST", "SHOPIFY", "ORDERS"), found("GLOBEX", "EU", "STRIPE", "X")],
+    )
+    assert [p.asset_key for p in planned] == [("duckdb", "ACME", "US_WEST", "SHOPIFY", "ORDERS")]

@@ -26,6 +26,12 @@ COMPONENTS = ["tenant", "region", "source"]
         ("src__acme__us_west__shopify__extra", None),
         ("src__acme____shopify", None),
         ("raw__acme__us_west__shopify", None),
+        # Snowflake stores unquoted names in upper case: the pattern still matches and the
+        # values keep the warehouse's spelling.
+        (
+            "SRC__ACME__US_WEST__SHOPIFY",
+            {"tenant": "ACME", "region": "US_WEST", "source": "SHOPIFY"},
+        ),
         ("main", None),
     ],
 )

@@ -97,8 +97,15 @@ def adapter_settings(spec: RockyRunSpec) -> dict[str, Any]:
 
 
 def matches_filter(components: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
-    """True when every ``component=value`` of the filter holds for these components."""
-    return all(components.get(name) == value for name, value in wanted.items())
+    """True when every ``component=value`` of the filter holds for these components.
+
+    Values compare case-insensitively, like the schema prefix in discovery: ``tenant=acme``
+    selects Snowflake's upper-case ``SRC__ACME__…`` schemas too.
+    """
+    return all(
+        (components.get(name) or "").casefold() == value.casefold()
+        for name, value in wanted.items()
+    )
 
 
 def plan_tables(
