@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Build (or reuse) the pinned Go tools the chart tests need: helm and promtool.
+# Build (or reuse) the pinned Go tools the chart tests need: helm, promtool, and
+# monitoring-crd-check (tools/monitoring-crd-check/, strict decoding of ServiceMonitor and
+# PrometheusRule into the Prometheus Operator's Go types).
 #
 # Why build: the project may only fetch from package registries, so the tools come from
 # their Go modules (via the Go module proxy, verified against the checksum database) rather
@@ -7,7 +9,7 @@
 # ~/.cache/rocky-operator/bin/<tool>-<version> and reused when present, so only the first
 # run on a machine pays for the build (helm ~2-4 min, promtool longer on 2 cores).
 #
-# Usage: tools/build-go-tools.sh [helm|promtool|all]   (default: all)
+# Usage: tools/build-go-tools.sh [helm|promtool|monitoring-crd-check|all]   (default: all)
 # Prints one line per tool: "<tool> <path> (<built in Ns|cached>)".
 set -euo pipefail
 
@@ -40,6 +42,25 @@ build() {  # build <name> <package@version> <ldflags> <tags>
     echo "$name $out (built $version in $(( $(date +%s) - start ))s)"
 }
 
+# build_module <name> <dir>: a wrapper module of this repository (go.mod + go.sum pin every
+# dependency); the cache key is a hash of its files, so editing it rebuilds.
+build_module() {
+    local name="$1" dir="$2"
+    local key out start
+    key="$(cat "$dir"/go.mod "$dir"/go.sum "$dir"/*.go | sha256sum | cut -c1-12)"
+    out="$BIN_DIR/$name-$key"
+    if [[ -x "$out" ]]; then
+        echo "$name $out (cached)"
+        return 0
+    fi
+    start=$(date +%s)
+    (cd "$dir" && CGO_ENABLED=0 GOFLAGS="-buildvcs=false -mod=readonly" \
+        go build -trimpath -ldflags "-s -w" -o "$out.partial" .) >&2
+    mv "$out.partial" "$out"
+    echo "$name $out (built in $(( $(date +%s) - start ))s)"
+}
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 want="${1:-all}"
 case "$want" in
     helm|all)
@@ -58,7 +79,10 @@ case "$want" in
         build promtool "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION" \
             "-X github.com/prometheus/common/version.Version=3.$((prom_minor - 300)).$prom_patch" \
             "remove_all_sd"
-        ;;
-    helm|promtool|all) ;;
-    *) echo "usage: $0 [helm|promtool|all]" >&2; exit 2 ;;
+        ;;&
+    monitoring-crd-check|all)
+        build_module monitoring-crd-check "$here/monitoring-crd-check"
+        ;;&
+    helm|promtool|monitoring-crd-check|all) ;;
+    *) echo "usage: $0 [helm|promtool|monitoring-crd-check|all]" >&2; exit 2 ;;
 esac

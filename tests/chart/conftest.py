@@ -23,6 +23,11 @@ def promtool() -> Path:
 
 
 @pytest.fixture(scope="session")
+def monitoring_crd_check() -> Path:
+    return build_tool("monitoring-crd-check")
+
+
+@pytest.fixture(scope="session")
 def render(helm: Path) -> Render:
     """`helm template` the chart; returns the manifests as dicts (empty documents dropped)."""
 

@@ -31,7 +31,8 @@ from tests.chart.support import (
 )
 
 #: Kinds served by CRDs of add-ons (Prometheus Operator); kubernetes-validate has no schema
-#: for them. Their content is checked by the monitoring tests (promtool, metric names).
+#: for them: they are decoded strictly into the Prometheus Operator's Go types instead
+#: (tools/monitoring-crd-check), and their rules checked by promtool (test_chart_monitoring).
 ADDON_KINDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
@@ -63,6 +64,50 @@ def test_rendered_manifests_validate_against_kubernetes_schemas(
         kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
         validated.add(manifest["kind"])
     assert {"Deployment", "Service", "ServiceAccount", "ClusterRole"} <= validated
+
+
+@pytest.mark.parametrize("values", SCENARIOS, ids=scenario_id)
+def test_prometheus_operator_objects_decode_strictly(
+    helm: Path, monitoring_crd_check: Path, values: Path | None
+) -> None:
+    args = [str(helm), "template", "rocky", str(CHART), "--namespace", NAMESPACE]
+    args += ["--values", str(values)] if values else []
+    rendered = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
+    proc = subprocess.run(
+        [str(monitoring_crd_check)],
+        input=rendered,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    expected = sum(
+        1
+        for doc in yaml.safe_load_all(rendered)
+        if doc and (doc["apiVersion"], doc["kind"]) in ADDON_KINDS
+    )
+    assert f"{expected} Prometheus Operator object(s) decoded strictly" in proc.stdout
+
+
+def test_monitoring_crd_check_rejects_unknown_fields(
+    render: Render, monitoring_crd_check: Path
+) -> None:
+    """The checker really is strict: a misspelt ServiceMonitor field is an error."""
+    (monitor,) = find(render(set_values=["serviceMonitor.enabled=true"]), "ServiceMonitor")
+    monitor["spec"]["endpoints"][0]["honorLabel"] = monitor["spec"]["endpoints"][0].pop(
+        "honorLabels"
+    )
+    proc = subprocess.run(
+        [str(monitoring_crd_check)],
+        input=yaml.safe_dump(monitor),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert 'unknown field "honorLabel"' in proc.stderr
 
 
 def test_chart_crds_validate_and_match_generated_crd() -> None:
