@@ -546,11 +546,17 @@ def configuration_for(server: str) -> k8s.Configuration:
 
 @contextlib.asynccontextmanager
 async def operator_life(
-    server: str, namespace: str, settings: ControllerSettings = FAST, **kwargs: Any
+    server: str,
+    namespace: str,
+    settings: ControllerSettings = FAST,
+    prepare: Callable[[Runtime], None] | None = None,
+    **kwargs: Any,
 ) -> AsyncIterator[OperatorLife]:
     runtime = Runtime(
         configuration=configuration_for(server), settings=settings, metrics_port=None, **kwargs
     )
+    if prepare is not None:
+        prepare(runtime)
     life = OperatorLife(runtime, namespace)
     await life.start()
     try:

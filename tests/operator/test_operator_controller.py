@@ -38,6 +38,7 @@ from tests.operator.harness import (
 
 from rocky_operator.cli import main
 from rocky_operator.commands.output import fetch_output
+from rocky_operator.kube.runtime import Runtime
 from rocky_operator.logic.run_output import exit_code
 from rocky_runner.contract import FailureKind
 
@@ -394,3 +395,52 @@ async def test_output_command_and_kept_failed_pods(
             _check_run_output(doc)
             assert doc["tables_copied"] + doc["tables_failed"] == (12 if name == "partial" else 3)
     assert codes == {"partial": 2, "good": 0, "missing": 1}
+
+
+async def test_killed_between_recording_a_start_and_creating_its_pod(
+    api_server: str, cluster: Cluster, kubelet: FakeKubelet, warehouse: Path
+) -> None:
+    """The operator dies after journaling an attempt but before its pod exists. The next
+    life must not create that attempt's pod (it cannot know it never ran): it counts the
+    attempt as transient and starts the next number."""
+    stuck = asyncio.Event()
+
+    def freeze_t03(runtime: Runtime) -> None:
+        original = runtime.client.create_pod
+
+        async def create_pod(namespace: str, pod: dict[str, Any]) -> bool:
+            if json.loads(pod["spec"]["containers"][0]["env"][0]["value"])["source"]["table"] == (
+                "t03"
+            ):
+                stuck.set()
+                await asyncio.Event().wait()  # killed here
+            return await original(namespace, pod)
+
+        runtime.client.create_pod = create_pod  # type: ignore[method-assign]
+
+    first = operator_life(api_server, cluster.namespace, prepare=freeze_t03)
+    life = await first.__aenter__()
+    await cluster.create_run("gap", run_spec(warehouse, concurrency=4))
+    while not stuck.is_set():  # noqa: ASYNC110 (set from the operator's thread)
+        await asyncio.sleep(0.02)
+    await life.kill()
+    async with operator_life(api_server, cluster.namespace):
+        run = await cluster.wait_finished("gap")
+    status = run["status"]
+    assert status["phase"] == "Succeeded"
+    assert status["tables"]["copied"] == 12
+    assert status["retries"] == {"transient": 1}
+    key = _key_of(run, "t03")
+    attempts_of_t03 = sorted(
+        int(name.rsplit("-", 1)[1]) for name in kubelet.handled if name.split("-")[1] == key
+    )
+    assert attempts_of_t03 == [2]
+
+
+def _key_of(run: dict[str, Any], table: str) -> str:
+    from rocky_operator.logic.tables import table_key
+
+    for m in run["status"]["runOutput"]["materializations"]:
+        if m["asset_key"][-1] == table:
+            return table_key(m["asset_key"])
+    raise AssertionError(f"{table} not copied")
