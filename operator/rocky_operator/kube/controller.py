@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -57,6 +58,8 @@ from rocky_operator.metrics import Metrics
 from rocky_runner.contract import FailureKind
 
 log = logging.getLogger(__name__)
+
+_TABLE_KEY = re.compile(r"\b[0-9a-f]{10}\b")
 
 #: Discovery: (spec, credentials by env name) -> discovered tables (DiscoveredTable-like).
 Discover = Callable[[RockyRunSpec, Mapping[str, str]], Sequence[Any]]
@@ -432,6 +435,8 @@ class RunWorker:
                 stopped = aborted_attempt(attempts[ident], decision.reason or "run stopped", now)
                 attempts[ident] = new[ident] = stopped
             decision = decide(keys, attempts.values(), self.policy, now)
+        if decision.reason:
+            decision = replace(decision, reason=self.readable(decision.reason))
         starts = [
             Attempt(table=key, number=number, state=AttemptState.RUNNING, started_at=now)
             for key, number in decision.start
@@ -465,6 +470,11 @@ class RunWorker:
             return True
         await self.write_status(decision, now)
         return False
+
+    def readable(self, text: str) -> str:
+        """Table keys in a decision's reason replaced by the tables' asset keys."""
+        names = {t.key: "/".join(t.asset_key) for t in self.tables}
+        return _TABLE_KEY.sub(lambda m: names.get(m.group(0), m.group(0)), text)
 
     def count(
         self,
