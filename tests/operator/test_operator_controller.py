@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from tests.operator.harness import (
 
 from rocky_operator.cli import main
 from rocky_operator.commands.output import fetch_output
+from rocky_operator.kube.controller import discover_with_runner
 from rocky_operator.kube.runtime import Runtime
 from rocky_operator.logic.run_output import exit_code
 from rocky_runner.contract import FailureKind
@@ -444,3 +446,24 @@ def _key_of(run: dict[str, Any], table: str) -> str:
         if m["asset_key"][-1] == table:
             return table_key(m["asset_key"])
     raise AssertionError(f"{table} not copied")
+
+
+async def test_pending_while_discovering(
+    api_server: str, cluster: Cluster, kubelet: FakeKubelet, warehouse: Path
+) -> None:
+    """While tables are discovered the run shows Pending with Accepted unknown."""
+    release = threading.Event()
+
+    def slow_discover(spec: Any, credentials: Any) -> Any:
+        release.wait(10)
+        return discover_with_runner(spec, credentials)
+
+    async with operator_life(api_server, cluster.namespace, discover=slow_discover):
+        await cluster.create_run("slow", run_spec(warehouse))
+        pending = await cluster.wait_run("slow", lambda r: bool(r.get("status")))
+        release.set()
+        done = await cluster.wait_finished("slow")
+    assert pending["status"]["phase"] == "Pending"
+    assert _conditions(pending)["Accepted"]["status"] == "Unknown"
+    assert done["status"]["phase"] == "Succeeded"
+    assert _conditions(done)["Accepted"]["status"] == "True"

@@ -49,6 +49,7 @@ from rocky_operator.logic.run_output import (
     run_status,
 )
 from rocky_operator.logic.status import (
+    build_planning_status,
     build_rejected_status,
     build_status,
     status_document,
@@ -255,6 +256,13 @@ class RunWorker:
             await self.check_secrets(self.spec)
             plan = await self.store.load_plan()
             if plan is None:
+                pending = build_planning_status(
+                    previous=self.status, generation=self.generation, now=now
+                )
+                await self.client.patch_run_status(
+                    self.namespace, self.name, status_document(pending)
+                )
+                self.status = pending
                 plan = await self.make_plan(self.spec)
                 await self.store.save_plan(*plan)
         except RejectedError as rejected:

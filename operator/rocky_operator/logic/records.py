@@ -32,8 +32,9 @@ from rocky_runner.contract import FailureKind, TableResult, TableTask
 #: Largest compressed part in one ConfigMap; ConfigMaps hold at most 1 MiB and
 #: binaryData is base64 (4/3), so 600 kB leaves room for metadata.
 PART_BYTES = 600_000
-#: A journal ConfigMap takes new batches until its parts add up to this many bytes.
-JOURNAL_CHUNK_BYTES = 600_000
+#: A journal ConfigMap takes new batches until its parts add up to this many bytes
+#: (each batch rewrites the ConfigMap in etcd, so smaller is cheaper per pass).
+JOURNAL_CHUNK_BYTES = 256_000
 PLAN_VERSION = 1
 
 

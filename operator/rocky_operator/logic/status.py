@@ -258,6 +258,27 @@ def build_status(
     )
 
 
+def build_planning_status(
+    *, previous: RockyRunStatus, generation: int | None, now: datetime
+) -> RockyRunStatus:
+    """A run whose tables are being discovered: Pending, Accepted unknown yet."""
+    condition = Condition(
+        type=CONDITION_ACCEPTED,
+        status="Unknown",
+        reason="Planning",
+        message="validating the spec and discovering tables",
+        last_transition_time=timestamp(now),
+        observed_generation=generation,
+    )
+    return RockyRunStatus(
+        phase="Pending",
+        observed_generation=generation,
+        start_time=previous.start_time or timestamp(now),
+        message="discovering tables",
+        conditions=[*(c for c in previous.conditions if c.type != CONDITION_ACCEPTED), condition],
+    )
+
+
 def build_rejected_status(
     *,
     reason: str,
