@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support import pki
+from tests.support.procs import die_with_parent_process
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "tools" / "k8s-binaries" / "build.sh"
@@ -122,7 +123,13 @@ class Component:
     pid: int | None = None
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
-    def start(self, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+    def start(
+        self,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        *,
+        die_with_parent: bool = True,
+    ) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.popen = subprocess.Popen(
@@ -133,6 +140,7 @@ class Component:
                 start_new_session=True,
                 env=env,
                 cwd=cwd,
+                preexec_fn=die_with_parent_process if die_with_parent else None,
             )
         self.pid = self.popen.pid
 
@@ -197,8 +205,10 @@ class ControlPlane:
         max_pods: int = 64,
         extra_apiserver_args: Sequence[str] = (),
         extra_kcm_args: Sequence[str] = (),
+        die_with_parent: bool = True,
     ) -> None:
         self.state_dir = state_dir
+        self.die_with_parent = die_with_parent
         self.bin_dir = bin_dir
         self.with_node_agent = node_agent
         self.max_pods = max_pods
@@ -334,7 +344,7 @@ class ControlPlane:
 
     def _launch(self, name: str, argv: list[str], **kwargs: Any) -> Component:
         comp = Component(name, argv, self.state_dir / "logs" / f"{name}.log")
-        comp.start(**kwargs)
+        comp.start(die_with_parent=self.die_with_parent, **kwargs)
         self.components[name] = comp
         return comp
 
@@ -581,7 +591,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"export KUBECONFIG={state_dir / 'admin.kubeconfig'}")
         return 0
     bin_dir = binaries_dir()
-    cp = ControlPlane(state_dir, bin_dir, max_pods=args.max_pods)
+    cp = ControlPlane(state_dir, bin_dir, max_pods=args.max_pods, die_with_parent=False)
     cp.start()
     for comp in cp.components.values():
         comp.popen = None  # detach: the processes outlive this command

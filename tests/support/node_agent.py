@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.kubeapi import JSON, ApiError, KubeApi, KubeConfig
+from tests.support.procs import die_with_parent_process
 
 log = logging.getLogger("rocky.node_agent")
 
@@ -579,6 +580,8 @@ class PodWorker:
                     env=penv,
                     cwd=cwd,
                     start_new_session=True,
+                    # A node agent killed hard takes its pods with it (test hygiene).
+                    preexec_fn=die_with_parent_process,
                 )
         except (OSError, ConfigError) as exc:
             # kubelet: the runtime's "executable file not found" is StartError, exit code 128.
