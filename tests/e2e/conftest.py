@@ -1,7 +1,8 @@
 """Fixtures of the end-to-end suite: one real control plane per session, a namespace per test.
 
-Every test under tests/e2e/ is marked `e2e`. The binaries are built (first run) or reused by
-tools/k8s-binaries/build.sh; set ROCKY_K8S_BIN_DIR to use binaries from elsewhere.
+Every test under tests/e2e/ that uses the control plane is marked `e2e`. The binaries are built
+(first run) or reused by tools/k8s-binaries/build.sh; set ROCKY_K8S_BIN_DIR to use binaries from
+elsewhere.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from tests.support.e2e import Rest
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `e2e` every test here that needs the control plane (the pure ones stay unmarked)."""
     here = Path(__file__).parent
     for item in items:
-        if here in Path(item.path).parents:
+        if here in Path(item.path).parents and "control_plane" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.e2e)
 
 
