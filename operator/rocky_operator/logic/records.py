@@ -48,8 +48,10 @@ def decompress(data: bytes) -> Any:
     return json.loads(gzip.decompress(data).decode("utf-8"))
 
 
-def split(data: bytes, size: int = PART_BYTES) -> list[bytes]:
-    """Cut bytes into parts of at most ``size`` (at least one part, maybe empty)."""
+def split(data: bytes, size: int | None = None) -> list[bytes]:
+    """Cut bytes into parts of at most ``size`` (default :data:`PART_BYTES`; at least one
+    part, maybe empty)."""
+    size = size or PART_BYTES
     return [data[i : i + size] for i in range(0, len(data), size)] or [b""]
 
 
