@@ -3,6 +3,7 @@ and a real DuckDB warehouse for discovery."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,13 @@ async def api_server(kmock: Any) -> str:
     """The in-process Kubernetes API (kmock's emulator); its base URL."""
     declare_resources(kmock)
     return str(kmock.url).rstrip("/")
+
+
+@pytest.fixture
+def api_counts(kmock: Any) -> Counter[str]:
+    """Requests counted at the test API server by client, verb and resource."""
+    counts: Counter[str] = kmock.counts
+    return counts
 
 
 @pytest.fixture

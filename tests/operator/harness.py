@@ -538,7 +538,14 @@ class OperatorLife:
             await asyncio.to_thread(self._thread.join, 30)
 
 
+#: Client configurations of API servers that need credentials (a real kube-apiserver),
+#: by server URL; a server not listed here is the unauthenticated test server.
+CONFIGURATIONS: dict[str, k8s.Configuration] = {}
+
+
 def configuration_for(server: str) -> k8s.Configuration:
+    if server in CONFIGURATIONS:
+        return CONFIGURATIONS[server]
     configuration = k8s.Configuration()
     configuration.host = server
     return configuration
