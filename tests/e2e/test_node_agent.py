@@ -417,3 +417,17 @@ def test_image_from_an_invalid_registry_cannot_be_pulled(
     state = wait_for(waiting, what="a waiting container")
     assert state["reason"] in ("ErrImagePull", "ImagePullBackOff")
     assert "registry.invalid" in state["message"]
+
+
+def test_kubectl_logs_reads_the_container_output_through_the_apiserver(
+    control_plane: ControlPlane, namespace: str, rest: Rest
+) -> None:
+    from tests.support.e2e import kubectl
+
+    script = "import sys\nfor i in range(5): print(f'line {i}', flush=True)\n"
+    rest.create(namespace, "pods", pod_manifest("talker", [PY, "-c", script]))
+    wait_phase(rest, namespace, "talker", {"Succeeded"})
+    out = kubectl(control_plane, "-n", namespace, "logs", "talker").stdout
+    assert out.splitlines() == [f"line {i}" for i in range(5)]
+    tail = kubectl(control_plane, "-n", namespace, "logs", "talker", "--tail=2").stdout
+    assert tail.splitlines() == ["line 3", "line 4"]

@@ -446,6 +446,8 @@ class ControlPlane:
                 "--audit-log-format=json",
                 "--audit-log-maxsize=0",
                 "--profiling=false",
+                # `kubectl logs` reaches the node agent at the Node's InternalIP (127.0.0.1).
+                "--kubelet-preferred-address-types=InternalIP",
                 *self.extra_apiserver_args,
             ],
         )
@@ -490,6 +492,9 @@ class ControlPlane:
                 f"--node-name={NODE_NAME}",
                 f"--work-dir={self.node_work_dir}",
                 f"--max-pods={self.max_pods}",
+                f"--kubelet-port={free_port()}",
+                f"--tls-cert={self._pki.serving_cert}",
+                f"--tls-key={self._pki.serving_key}",
             ],
             cwd=REPO,
         )

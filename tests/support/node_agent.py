@@ -38,8 +38,9 @@ Substitutions (documented in docs/control-plane.md):
   hits one pod of many that a controller created). An image from a registry under the reserved
   `.invalid` TLD (e.g. `registry.invalid/runner:1`) cannot be pulled either.
 
-Logs of each container go to `<work-dir>/pods/<namespace>_<name>_<uid>/<container>.log`; the
-agent does not serve `kubectl logs` (no kubelet API) and emits no Events.
+Logs of each container go to `<work-dir>/pods/<namespace>_<name>_<uid>/<container>.log`; with
+`--kubelet-port` the agent serves them on the kubelet API path the API server proxies
+`kubectl logs` to (no `--follow`). It emits no Events.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ import platform
 import re
 import shutil
 import signal
+import ssl
 import sys
 import threading
 from collections import OrderedDict
@@ -63,6 +65,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from tests.support.kubeapi import JSON, ApiError, KubeApi, KubeConfig
 from tests.support.procs import die_with_parent_process
 
@@ -720,9 +723,15 @@ class NodeAgent:
         work_dir: Path,
         max_pods: int = 64,
         bind_concurrency: int = 16,
+        kubelet_port: int = 0,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
     ) -> None:
         self.api = api
         self.node_name = node_name
+        self.kubelet_port = kubelet_port
+        self.tls_cert = tls_cert
+        self.tls_key = tls_key
         self.work_dir = work_dir
         self.max_pods = max_pods
         self.slots = asyncio.Semaphore(max_pods)
@@ -782,6 +791,7 @@ class NodeAgent:
                 {"type": "InternalIP", "address": "127.0.0.1"},
                 {"type": "Hostname", "address": self.node_name},
             ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
             "nodeInfo": {
                 "machineID": "",
                 "systemUUID": "",
@@ -967,12 +977,61 @@ class NodeAgent:
 
         task.add_done_callback(done)
 
+    # -- kubelet API: just enough for `kubectl logs` ------------------------------------------
+
+    def log_path(self, namespace: str, pod: str, container: str) -> Path | None:
+        """The newest log of that pod name's container (a recreated pod has a new uid dir)."""
+        pods = self.work_dir / "pods"
+        candidates = [
+            d / f"{container}.log"
+            for d in pods.glob(f"{namespace}_{pod}_*")
+            if (d / f"{container}.log").exists()
+        ]
+        return max(candidates, key=lambda p: p.stat().st_mtime, default=None)
+
+    async def _container_logs(self, request: web.Request) -> web.StreamResponse:
+        info = request.match_info
+        path = self.log_path(info["namespace"], info["pod"], info["container"])
+        if path is None:
+            return web.Response(status=404, text="container log not found")
+        text = path.read_text(errors="replace")
+        tail = request.query.get("tailLines")
+        if tail is not None and tail.isdigit():
+            text = "".join(text.splitlines(keepends=True)[-int(tail) :]) if int(tail) else ""
+        limit = request.query.get("limitBytes")
+        if limit is not None and limit.isdigit():
+            text = text.encode()[: int(limit)].decode(errors="ignore")
+        return web.Response(text=text, content_type="text/plain")
+
+    async def serve_kubelet_api(self) -> None:
+        """HTTPS on 127.0.0.1:<kubelet_port>, where the API server proxies `kubectl logs` to.
+
+        The API server connects as a client of the node's `daemonEndpoints.kubeletEndpoint`
+        and does not verify the serving certificate (no --kubelet-certificate-authority), so
+        any certificate for 127.0.0.1 does.
+        """
+        if not (self.kubelet_port and self.tls_cert and self.tls_key):
+            return
+        app = web.Application()
+        app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._container_logs)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.tls_cert, self.tls_key)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", self.kubelet_port, ssl_context=ctx)
+        await site.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
     async def run(self) -> None:
         """Register the node and serve pods until cancelled; kills every process on the way out."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
         await self.register_node()
         try:
             async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.serve_kubelet_api())
                 tg.create_task(self.heartbeat_loop())
                 tg.create_task(
                     self._list_watch({"fieldSelector": "spec.nodeName="}, self._on_unscheduled)
@@ -1060,6 +1119,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, required=True)
     parser.add_argument("--max-pods", type=int, default=64)
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--kubelet-port", type=int, default=0, help="serve `kubectl logs` here (0: off)"
+    )
+    parser.add_argument("--tls-cert", type=Path, help="serving certificate of that port")
+    parser.add_argument("--tls-key", type=Path, help="its key")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
 
@@ -1071,7 +1135,13 @@ def main(argv: list[str] | None = None) -> int:
             loop.add_signal_handler(sig, current.cancel)
         async with KubeApi(KubeConfig.load(args.kubeconfig)) as api:
             agent = NodeAgent(
-                api, node_name=args.node_name, work_dir=args.work_dir, max_pods=args.max_pods
+                api,
+                node_name=args.node_name,
+                work_dir=args.work_dir,
+                max_pods=args.max_pods,
+                kubelet_port=args.kubelet_port,
+                tls_cert=args.tls_cert,
+                tls_key=args.tls_key,
             )
             await agent.run()
 
