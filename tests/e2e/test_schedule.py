@@ -392,15 +392,6 @@ def test_gitops_examples_pass_server_side_validation(
     )
 
 
-def _operator_runs_schedules() -> bool:
-    """Whether `rocky-operator run` loads the schedule handlers itself."""
-    import inspect
-
-    from rocky_operator.commands import run as run_command
-
-    return "schedule_handlers" in inspect.getsource(run_command)
-
-
 @pytest.mark.slow
 def test_schedule_runs_real_runs_through_the_operator(
     control_plane: ControlPlane, namespace: str, custom: client.CustomObjectsApi, tmp_path: Path
@@ -439,25 +430,6 @@ def test_schedule_runs_real_runs_through_the_operator(
         log=tmp_path / "operator.log",
         env={"ROCKY_SCHEDULE_POLL_SECONDS": "1"},
     )
-    schedules = None
-    if not _operator_runs_schedules():
-        # Until `rocky-operator run` loads rocky_operator.schedule_handlers, run them beside it.
-        schedules = start_process(
-            control_plane,
-            [
-                sys.executable,
-                "-m",
-                "kopf",
-                "run",
-                "--standalone",
-                "--namespace",
-                namespace,
-                "-m",
-                "rocky_operator.schedule_handlers",
-            ],
-            log=tmp_path / "schedules.log",
-            env={"ROCKY_SCHEDULE_POLL_SECONDS": "1"},
-        )
     try:
 
         def healthy() -> bool:
@@ -563,6 +535,4 @@ def test_schedule_runs_real_runs_through_the_operator(
             f"(resumeFrom {first_name}, Failed); kept {second_name}, pruned {first_name}"
         )
     finally:
-        if schedules is not None:
-            schedules.terminate()
         operator.terminate()

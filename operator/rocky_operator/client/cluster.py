@@ -301,12 +301,11 @@ def _read_config_map_output(
     api_client: Any, namespace: str, ref: Mapping[str, Any], name: str
 ) -> dict[str, Any]:
     import base64
-    import gzip
-    import hashlib
-    import json
 
     from kubernetes import client as k8s
     from kubernetes.client import ApiException
+
+    from rocky_operator.logic import records
 
     core = k8s.CoreV1Api(api_client)
     chunks: list[bytes] = []
@@ -322,11 +321,7 @@ def _read_config_map_output(
         data = cm.binary_data or {}
         chunks.extend(base64.b64decode(data[key]) for key in sorted(data))
     try:
-        raw = gzip.decompress(b"".join(chunks))
-    except (OSError, EOFError) as exc:
+        result: dict[str, Any] = records.decompress_checked(b"".join(chunks), ref.get("sha256"))
+    except records.RecordError as exc:
         raise RunOutputUnavailableError(f"RockyRun {name}: output ConfigMaps: {exc}") from exc
-    expected = ref.get("sha256")
-    if expected and hashlib.sha256(raw).hexdigest() != expected:
-        raise RunOutputUnavailableError(f"RockyRun {name}: output ConfigMaps fail their sha256")
-    result: dict[str, Any] = json.loads(raw)
     return result

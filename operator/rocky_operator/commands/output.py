@@ -8,7 +8,6 @@ failure; 1 as well (with a message on stderr) when the run has not finished.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -21,6 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="RockyRun name")
     parser.add_argument("--namespace", "-n", default=None, help="namespace (default: context's)")
     parser.add_argument("--context", default=None, help="kubeconfig context")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="wait up to SECONDS for the run to finish (default: fail if it has not)",
+    )
 
 
 async def fetch_output(configuration: Any, namespace: str, name: str) -> dict[str, Any] | None:
@@ -55,22 +61,30 @@ def _default_namespace(context: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rocky_operator.kube.client import KubeError, load_configuration
-    from rocky_operator.logic.run_output import exit_code
+    """Read the run through the Python client, the same path consumers use."""
+    from rocky_operator.client.cluster import ClusterClient, is_complete, read_complete_output
+    from rocky_operator.client.result import RockyClientError, exit_code_of
 
     namespace = args.namespace or _default_namespace(args.context)
     try:
-        doc = asyncio.run(fetch_output(load_configuration(args.context), namespace, args.name))
-    except KubeError as exc:
+        with ClusterClient(namespace, context=args.context) as client:
+            if args.wait is not None:
+                outcome = client.wait(args.name, timeout=args.wait)
+                doc = outcome.output
+            else:
+                obj = client.get(args.name)
+                if not is_complete(obj):
+                    phase = (obj.get("status") or {}).get("phase") or "Pending"
+                    print(
+                        f"rocky-operator output: RockyRun {namespace}/{args.name} has not "
+                        f"finished (phase {phase}); use --wait SECONDS to wait for it",
+                        file=sys.stderr,
+                    )
+                    return 1
+                doc = read_complete_output(client.api_client, namespace, obj)
+    except RockyClientError as exc:
         print(f"rocky-operator output: {exc}", file=sys.stderr)
-        return 1
-    if doc is None:
-        print(
-            f"rocky-operator output: RockyRun {namespace}/{args.name} has no complete output "
-            "(not found, or not finished)",
-            file=sys.stderr,
-        )
         return 1
     json.dump(doc, sys.stdout, indent=2)
     sys.stdout.write("\n")
-    return exit_code(str(doc.get("status", "")))
+    return exit_code_of(doc)

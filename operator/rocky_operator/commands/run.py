@@ -58,7 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import kopf
 
-    import rocky_operator.handlers  # noqa: F401  (registers the handlers)
+    # Importing these modules registers their kopf handlers (RockyRun, RockySchedule).
+    import rocky_operator.handlers
+    import rocky_operator.schedule_handlers  # noqa: F401
     from rocky_operator.kube.client import load_configuration
     from rocky_operator.kube.controller import ControllerSettings
     from rocky_operator.kube.runtime import Runtime

@@ -48,6 +48,25 @@ def decompress(data: bytes) -> Any:
     return json.loads(gzip.decompress(data).decode("utf-8"))
 
 
+class RecordError(ValueError):
+    """Stored record bytes that are cut, corrupt or fail their digest."""
+
+
+def decompress_checked(data: bytes, plain_sha256: str | None) -> Any:
+    """Parse a compressed record, checking the digest of its uncompressed bytes when given
+    (``status.output.sha256`` is that digest)."""
+    try:
+        plain = gzip.decompress(data)
+    except (OSError, EOFError) as exc:
+        raise RecordError(f"not a complete gzip stream: {exc}") from exc
+    if plain_sha256 and digest(plain) != plain_sha256:
+        raise RecordError("content does not match its sha256")
+    try:
+        return json.loads(plain.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecordError(f"not JSON: {exc}") from exc
+
+
 def split(data: bytes, size: int | None = None) -> list[bytes]:
     """Cut bytes into parts of at most ``size`` (default :data:`PART_BYTES`; at least one
     part, maybe empty)."""
