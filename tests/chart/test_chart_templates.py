@@ -134,7 +134,12 @@ def test_defaults_operator_deployment(render: Render) -> None:
     pod = spec["template"]["spec"]
     (container,) = pod["containers"]
     assert container["command"] == ["rocky-operator"]
-    assert container["args"] == ["run", "--all-namespaces", "--metrics-port=8080"]
+    assert container["args"] == [
+        "run",
+        "--all-namespaces",
+        "--metrics-port=8080",
+        f"--runner-image={container['image']}",
+    ]  # cluster-wide: no --runner-service-account (that account is only in the release ns)
     assert "resources" not in container
     assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     for probe in ("livenessProbe", "readinessProbe"):
@@ -249,6 +254,8 @@ def test_watch_namespaces_gives_roles_per_namespace(render: Render) -> None:
     assert "--namespace=team-a" in args
     assert "--namespace=team-b" in args
     assert "--all-namespaces" not in args
+    # The runner ServiceAccount exists in every watched namespace: runs default to it.
+    assert "--runner-service-account=rocky-runner" in args
     runner_accounts = [
         sa for sa in find(manifests, "ServiceAccount") if sa["metadata"]["name"] == "rocky-runner"
     ]

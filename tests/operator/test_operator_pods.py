@@ -15,7 +15,9 @@ import pytest
 from rocky_operator.api.spec import RockyRunSpec
 from rocky_operator.logic.decide import AttemptState
 from rocky_operator.logic.pods import (
+    DEFAULT_RUNNER_IMAGE,
     PodSettings,
+    RunnerDefaults,
     build_pod,
     classify_pod,
     missing_pod_attempt,
@@ -52,6 +54,45 @@ def _table(spec: RockyRunSpec) -> PlannedTable:
         )
     ]
     return plan_tables(spec, found)[0]
+
+
+@pytest.mark.parametrize(
+    ("runner", "defaults", "image", "service_account"),
+    [
+        pytest.param({}, RunnerDefaults(), DEFAULT_RUNNER_IMAGE, None, id="built-in default"),
+        pytest.param(
+            {},
+            RunnerDefaults(image="reg/rocky:2", service_account_name="rocky-runner"),
+            "reg/rocky:2",
+            "rocky-runner",
+            id="operator defaults fill an unset spec.runner",
+        ),
+        pytest.param(
+            {"image": "mine:3", "serviceAccountName": "mine"},
+            RunnerDefaults(image="reg/rocky:2", service_account_name="rocky-runner"),
+            "mine:3",
+            "mine",
+            id="the run's own choice wins",
+        ),
+    ],
+)
+def test_runner_image_and_service_account_defaults(
+    runner: dict[str, Any], defaults: RunnerDefaults, image: str, service_account: str | None
+) -> None:
+    spec = _spec(**runner)
+    if "image" not in runner:
+        spec = spec.model_copy(update={"runner": spec.runner.model_copy(update={"image": None})})
+    pod = build_pod(
+        run_name="r",
+        run_uid="u",
+        namespace="n",
+        spec=spec,
+        table=_table(spec),
+        attempt=1,
+        defaults=defaults,
+    )
+    assert pod["spec"]["containers"][0]["image"] == image
+    assert pod["spec"].get("serviceAccountName") == service_account
 
 
 def test_pod_manifest() -> None:

@@ -236,13 +236,16 @@ class CircuitBreakerSpec(_Model):
 class RunnerSpec(_Model):
     """How runner pods are made."""
 
-    image: str = "ghcr.io/rocky-dev/rocky-operator:0.1.0"
-    """Container image with the runner."""
+    image: str | None = None
+    """Container image with the runner; unset: the operator's ``--runner-image`` (the Helm
+    chart sets it to the operator's own image, so operator and runner stay in step)."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     command: list[str] = Field(default_factory=lambda: ["rocky-runner"])
     """Container command that starts the runner."""
     service_account_name: str | None = None
-    """ServiceAccount the runner pods use."""
+    """ServiceAccount the runner pods use; unset: the operator's
+    ``--runner-service-account`` (the chart's runner ServiceAccount), else the namespace's
+    default."""
     resources: dict[str, Any] | None = Field(
         default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
     )

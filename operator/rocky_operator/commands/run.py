@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+
+from rocky_operator.logic.pods import DEFAULT_RUNNER_IMAGE, RunnerDefaults
 
 HELP = "start the Kubernetes controller"
 
@@ -51,6 +54,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="coalesce pod events for this long before a pass",
     )
+    parser.add_argument(
+        "--runner-image",
+        default=os.environ.get("ROCKY_RUNNER_IMAGE") or DEFAULT_RUNNER_IMAGE,
+        help="runner image for runs whose spec.runner.image is unset "
+        f"(env ROCKY_RUNNER_IMAGE; default {DEFAULT_RUNNER_IMAGE})",
+    )
+    parser.add_argument(
+        "--runner-service-account",
+        default=os.environ.get("ROCKY_RUNNER_SERVICE_ACCOUNT") or None,
+        help="ServiceAccount of runner pods whose spec.runner.serviceAccountName is unset "
+        "(env ROCKY_RUNNER_SERVICE_ACCOUNT; default: the namespace's default)",
+    )
     parser.add_argument("--context", default=None, help="kubeconfig context (outside a cluster)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
 
@@ -76,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
             stuck_grace_seconds=args.stuck_grace_seconds,
             status_interval_seconds=args.status_interval_seconds,
             batch_seconds=args.batch_seconds,
+            runner_defaults=RunnerDefaults(
+                image=args.runner_image, service_account_name=args.runner_service_account
+            ),
         ),
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port or None,

@@ -36,6 +36,7 @@ from rocky_operator.logic.decide import Attempt, AttemptState, Decision, TableSt
 from rocky_operator.logic.pods import (
     LABEL_RUN,
     PodSettings,
+    RunnerDefaults,
     aborted_attempt,
     build_pod,
     classify_pod,
@@ -107,6 +108,8 @@ class ControllerSettings:
     """Pod creations in flight at once."""
     error_backoff_seconds: float = 5.0
     """Delay before a pass is retried after an API error."""
+    runner_defaults: RunnerDefaults = field(default_factory=RunnerDefaults)
+    """Runner image and ServiceAccount for runs whose spec.runner names none."""
 
 
 def _utcnow() -> datetime:
@@ -528,6 +531,7 @@ class RunWorker:
                 spec=self.spec,
                 table=by_key[attempt.table],
                 attempt=attempt.number,
+                defaults=self.settings.runner_defaults,
             )
             async with gate:
                 try:

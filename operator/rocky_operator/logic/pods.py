@@ -118,6 +118,20 @@ _RESTRICTED_CONTAINER = {
 }
 
 
+#: The runner image when neither the RockyRun nor the operator names one.
+DEFAULT_RUNNER_IMAGE = "ghcr.io/rocky-dev/rocky-operator:0.1.0"
+
+
+@dataclass(frozen=True)
+class RunnerDefaults:
+    """What the operator fills in where ``spec.runner`` says nothing."""
+
+    image: str = DEFAULT_RUNNER_IMAGE
+    """Runner image (``rocky-operator run --runner-image``)."""
+    service_account_name: str | None = None
+    """Runner ServiceAccount (``--runner-service-account``)."""
+
+
 def build_pod(
     *,
     run_name: str,
@@ -126,8 +140,12 @@ def build_pod(
     spec: RockyRunSpec,
     table: PlannedTable,
     attempt: int,
+    defaults: RunnerDefaults = RunnerDefaults(),
 ) -> dict[str, Any]:
     """The Pod manifest of one attempt of one table.
+
+    ``defaults`` fill what ``spec.runner`` leaves unset (image, ServiceAccount): they are
+    the operator's settings, so one Helm value moves every run to a new runner image.
 
     The name is deterministic (``attempt_name``), so creating it twice is a 409, never a
     second runner. The root filesystem is read-only; ``/tmp`` is an emptyDir and HOME
@@ -147,7 +165,7 @@ def build_pod(
     env.extend(runner.env or [])
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
-        "image": runner.image,
+        "image": runner.image or defaults.image,
         "imagePullPolicy": runner.image_pull_policy,
         "command": list(runner.command),
         "env": env,
@@ -166,8 +184,9 @@ def build_pod(
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {}}, *(runner.volumes or [])],
     }
-    if runner.service_account_name:
-        pod_spec["serviceAccountName"] = runner.service_account_name
+    service_account = runner.service_account_name or defaults.service_account_name
+    if service_account:
+        pod_spec["serviceAccountName"] = service_account
     if runner.node_selector:
         pod_spec["nodeSelector"] = dict(runner.node_selector)
     if runner.tolerations:
