@@ -40,15 +40,12 @@ from tests.support.e2e import (
     start_process,
     wait_for,
 )
+from tests.support.rocky_schema import rocky_schema
 
 from rocky_operator.demo.warehouse import PLANTED, DemoWarehouse, build_warehouse, hold_lock
 
 DEMO_MANIFEST = REPO / "examples" / "demo" / "rockyrun.yaml"
 CRD = REPO / "crds" / "rockyruns.rocky.dev.yaml"
-SCHEMA_CANDIDATES = (
-    REPO / "contracts" / "rocky-run.schema.json",
-    REPO.parent / "shared" / "contracts" / "rocky-run.schema.json",
-)
 # The demo selects 15 tables of tenant acme; four fail on purpose, one kind each. The transient
 # and connection-failed ones are retried once (the manifest's retry block) and fail again.
 EXPECTED_FAILURES = {p.failure_kind: 1 for p in PLANTED}
@@ -175,14 +172,6 @@ def wait_complete(
     )
     run: dict[str, Any] = kubectl_json(cp, "-n", namespace, "get", "rockyrun", name)
     return run
-
-
-def rocky_schema() -> dict[str, Any]:
-    for path in SCHEMA_CANDIDATES:
-        if path.exists():
-            loaded: dict[str, Any] = json.loads(path.read_text())
-            return loaded
-    pytest.skip(f"Rocky's schema not found at any of {SCHEMA_CANDIDATES}")
 
 
 def metric_values(text: str, name: str, namespace: str) -> dict[str, float]:

@@ -13,24 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pytest
 import yaml
+from tests.support.rocky_schema import rocky_schema
 
 from rocky_operator.local.executor import LocalOptions, run_local
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_CANDIDATES = (
-    ROOT / "contracts" / "rocky-run.schema.json",
-    ROOT.parent / "shared" / "contracts" / "rocky-run.schema.json",
-)
-
-
-def rocky_schema() -> dict[str, Any]:
-    for path in SCHEMA_CANDIDATES:
-        if path.exists():
-            loaded: dict[str, Any] = json.loads(path.read_text())
-            return loaded
-    pytest.skip(f"Rocky's schema not found at any of {SCHEMA_CANDIDATES}")
 
 
 def validate_output(doc: dict[str, Any]) -> Any:

@@ -19,6 +19,7 @@ import rocky_sdk
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rocky_sdk.types import RunResult
+from tests.support.rocky_schema import rocky_schema
 
 from rocky_operator.api.spec import RockyRunSpec
 from rocky_operator.logic.decide import Attempt, AttemptState, decide
@@ -34,25 +35,14 @@ from rocky_operator.logic.tables import PlannedTable, plan_tables
 from rocky_runner.contract import FailureKind, TableResult
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Rocky's published schema: in the repo if vendored, else in shared/ beside the clone.
-SCHEMA_CANDIDATES = (
-    ROOT / "contracts" / "rocky-run.schema.json",
-    ROOT.parent / "shared" / "contracts" / "rocky-run.schema.json",
-)
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-
-
-def schema() -> dict[str, Any]:
-    for path in SCHEMA_CANDIDATES:
-        if path.exists():
-            loaded: dict[str, Any] = json.loads(path.read_text())
-            return loaded
-    pytest.skip(f"Rocky's schema not found at any of {SCHEMA_CANDIDATES}")
 
 
 def validate(doc: dict[str, Any]) -> RunResult:
     """Validate against the schema (formats checked) and parse with rocky-sdk."""
-    jsonschema.Draft7Validator(schema(), format_checker=jsonschema.FormatChecker()).validate(doc)
+    jsonschema.Draft7Validator(rocky_schema(), format_checker=jsonschema.FormatChecker()).validate(
+        doc
+    )
     parsed = rocky_sdk.parse_rocky_output(json.dumps(doc))
     assert isinstance(parsed, RunResult)
     return parsed

@@ -37,6 +37,7 @@ from tests.operator.harness import (
     garbage,
     operator_life,
 )
+from tests.support.rocky_schema import rocky_schema
 
 from rocky_operator.cli import main
 from rocky_operator.commands.output import fetch_output
@@ -44,12 +45,6 @@ from rocky_operator.kube.controller import discover_with_runner
 from rocky_operator.kube.runtime import Runtime
 from rocky_operator.logic.run_output import exit_code
 from rocky_runner.contract import FailureKind
-
-ROCKY_SCHEMA = (
-    json.loads(Path("/work/shared/contracts/rocky-run.schema.json").read_text())
-    if (Path("/work/shared/contracts/rocky-run.schema.json").exists())
-    else None
-)
 
 T = FailureKind
 
@@ -60,8 +55,9 @@ def _conditions(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _check_run_output(doc: dict[str, Any]) -> None:
     """Rocky's contract: valid against its JSON schema and parseable by rocky-sdk."""
-    if ROCKY_SCHEMA is not None:
-        jsonschema.validate(doc, ROCKY_SCHEMA)
+    jsonschema.Draft7Validator(rocky_schema(), format_checker=jsonschema.FormatChecker()).validate(
+        doc
+    )
     rocky_sdk.parse_rocky_output(json.dumps(doc))
 
 
