@@ -17,6 +17,7 @@ import importlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -95,6 +96,15 @@ class Credentials:
     def secret_values(self) -> list[str]:
         """Every secret value, for redaction."""
         return [v for v in self.values.values() if v]
+
+
+def render_watermark(value: object) -> str | None:
+    """A watermark as the result message carries it: ISO 8601 for times, else its text."""
+    if value is None:
+        return None
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
 from typing import Any
 
 from google.api_core import exceptions as api_exceptions
@@ -29,7 +28,7 @@ from google.cloud.bigquery import retry as bq_retry
 from google.oauth2 import service_account
 
 from rocky_runner.adapters import sql_dialect as sql
-from rocky_runner.adapters.base import CopyStats, Credentials, SchemaName
+from rocky_runner.adapters.base import CopyStats, Credentials, SchemaName, render_watermark
 from rocky_runner.contract import ENV_BIGQUERY_CREDENTIALS, FailureKind, TableTask
 from rocky_runner.drift import Column
 from rocky_runner.errors import AdapterConfigError, ClassifiedError
@@ -70,14 +69,6 @@ class BigQueryLimits:
 
 #: The limits in force; tests replace them with shorter ones.
 LIMITS = BigQueryLimits()
-
-
-def _render(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)
 
 
 def ddl_type(field: Any) -> str:
@@ -237,7 +228,7 @@ class BigQueryAdapter:
         final_columns = self._columns(target) or []
         watermark = None
         if any(c.name == timestamp for c in final_columns):
-            watermark = _render(self._rows(sql.max_sql(target, timestamp, DIALECT))[0][0])
+            watermark = render_watermark(self._rows(sql.max_sql(target, timestamp, DIALECT))[0][0])
         return CopyStats(
             rows_copied=rows,
             target_table_full_name=target.dotted(),

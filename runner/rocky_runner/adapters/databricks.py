@@ -23,14 +23,13 @@ import contextlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
 from typing import Any
 
 from databricks import sql as databricks_sql
 from sqlglot import exp
 
 from rocky_runner.adapters import sql_dialect as sql
-from rocky_runner.adapters.base import CopyStats, Credentials, SchemaName
+from rocky_runner.adapters.base import CopyStats, Credentials, SchemaName, render_watermark
 from rocky_runner.contract import ENV_DATABRICKS_TOKEN, TableTask
 from rocky_runner.drift import Column
 from rocky_runner.errors import AdapterConfigError
@@ -61,14 +60,6 @@ class DatabricksLimits:
 
 #: The limits in force; tests replace them with shorter ones.
 LIMITS = DatabricksLimits()
-
-
-def _render(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)
 
 
 def _literal(text: str) -> str:
@@ -208,7 +199,7 @@ class DatabricksAdapter:
         final_columns = self._columns(target)
         watermark = None
         if any(c.name.casefold() == timestamp.casefold() for c in final_columns):
-            watermark = _render(self._rows(sql.max_sql(target, timestamp, DIALECT))[0][0])
+            watermark = render_watermark(self._rows(sql.max_sql(target, timestamp, DIALECT))[0][0])
         return CopyStats(
             rows_copied=rows,
             target_table_full_name=target.dotted(),

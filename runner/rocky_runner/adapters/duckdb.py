@@ -20,13 +20,12 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
 
-from rocky_runner.adapters.base import CopyStats, Credentials, SchemaName
+from rocky_runner.adapters.base import CopyStats, Credentials, SchemaName, render_watermark
 from rocky_runner.contract import FailureKind, TableRef, TableTask
 from rocky_runner.drift import Column
 from rocky_runner.errors import AdapterConfigError, ClassifiedError, LockTimeoutError
@@ -57,14 +56,6 @@ def is_lock_conflict(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.IOException) and (
         "Could not set lock" in message or "Conflicting lock" in message
     )
-
-
-def _render_watermark(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)
 
 
 class DuckDBAdapter:
@@ -277,7 +268,7 @@ class DuckDBAdapter:
         row = self._conn.execute(
             f"SELECT max({quote_identifier(timestamp_column)}) FROM {target}"
         ).fetchone()
-        return _render_watermark(row[0] if row else None)
+        return render_watermark(row[0] if row else None)
 
     def _rollback(self) -> None:
         # The transaction may already be gone (aborted by the error itself).

@@ -23,14 +23,13 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
 from typing import Any
 
 import snowflake.connector
 from snowflake.connector.errors import Error as SnowflakeError
 
 from rocky_runner.adapters import sql_dialect as sql
-from rocky_runner.adapters.base import CopyStats, Credentials, SchemaName
+from rocky_runner.adapters.base import CopyStats, Credentials, SchemaName, render_watermark
 from rocky_runner.contract import (
     ENV_SNOWFLAKE_PASSWORD,
     ENV_SNOWFLAKE_PRIVATE_KEY,
@@ -68,14 +67,6 @@ class SnowflakeLimits:
 
 #: The limits in force; tests replace them with shorter ones.
 LIMITS = SnowflakeLimits()
-
-
-def _render(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)
 
 
 def _type_text(data_type: str, precision: Any, scale: Any, length: Any) -> str:
@@ -237,7 +228,7 @@ class SnowflakeAdapter:
         final_columns = self._columns(target)
         watermark = None
         if any(c.name == timestamp for c in final_columns):
-            watermark = _render(self._rows(sql.max_sql(target, timestamp, DIALECT))[0][0])
+            watermark = render_watermark(self._rows(sql.max_sql(target, timestamp, DIALECT))[0][0])
         return CopyStats(
             rows_copied=rows,
             target_table_full_name=target.dotted(),
