@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -77,6 +78,8 @@ def _endpoints(
         from fakes.databricks import CA_FILE, databricks_warehouse
         from fakes.snowflake import fakesnow_server
 
+        # fakesnow logs every login at INFO; keep the figures readable.
+        logging.getLogger("fakesnow.server").setLevel(logging.WARNING)
         sf = stack.enter_context(fakesnow_server())
         import snowflake.connector
 
