@@ -144,7 +144,9 @@ def test_lock_never_obtained_by_the_adapter_is_transient(warehouse: Path) -> Non
     try:
         started = time.monotonic()
         with pytest.raises(LockTimeoutError) as info:
-            DuckDBAdapter(str(warehouse), lock_timeout_seconds=0.5)
+            # The connection opens on first use (read-only for discovery): a writer holding
+            # the file still blocks it.
+            DuckDBAdapter(str(warehouse), lock_timeout_seconds=0.5).discover_schemas()
         waited = time.monotonic() - started
     finally:
         _release(holder)

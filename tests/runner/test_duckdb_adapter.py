@@ -35,7 +35,8 @@ def make_task(table: str = "orders", **extra: Any) -> TableTask:
 
 
 def sql(adapter: DuckDBAdapter, text: str) -> list[tuple[Any, ...]]:
-    return adapter._conn.execute(text).fetchall()
+    # Set-up and checks may write into the main file: open it writable.
+    return adapter._open(write_main=True).execute(text).fetchall()
 
 
 def test_target_already_wider_takes_rows_without_drift(adapter: DuckDBAdapter) -> None:

@@ -6,8 +6,11 @@ The main file (``duckdb.path``) is the catalog named after its file stem (what
 file is created when missing, a source catalog is not (the query then fails with
 DuckDB's own not-found error).
 
-DuckDB allows one writing process per file, so a runner waits for the file lock with
-bounded, jittered retries (``lockTimeoutSeconds``) and gives up with
+DuckDB allows one writing process per file, or any number of reading ones. So the main
+file is opened read-only unless the task writes into it: discovery and copies into sibling
+target files run side by side, each runner holding the write lock of its own target file
+only. Whatever lock it needs, a runner waits for it with bounded, jittered retries
+(``lockTimeoutSeconds``) and gives up with
 :class:`~rocky_runner.errors.LockTimeoutError` (transient). Each target is written in
 one transaction: drift steps and the rows commit together or not at all. Extension
 auto-install and auto-load are off, so a path or query never triggers a download.
@@ -15,8 +18,13 @@ auto-install and auto-load are off, so a path or query never triggers a download
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
+import os
 import random
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -50,6 +58,20 @@ def quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+@functools.cache
+def _process_temp_dir() -> str:
+    """This process's spill directory for read-only connections.
+
+    Read-only openers of one file would share DuckDB's default (``<file>.tmp``) across
+    processes, so each process gets its own. One per process, not per connection: DuckDB
+    refuses a second connection to a file with a different configuration in one process
+    (the operator discovers for several runs at once).
+    """
+    path = tempfile.mkdtemp(prefix=f"rocky-duckdb-{os.getpid()}-")
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 def is_lock_conflict(exc: BaseException) -> bool:
     """Whether a DuckDB error says another process holds the file's lock."""
     message = str(exc)
@@ -59,7 +81,8 @@ def is_lock_conflict(exc: BaseException) -> bool:
 
 
 class DuckDBAdapter:
-    """One connection to a DuckDB file, holding its write lock while open."""
+    """One connection to a DuckDB file: read-only, or holding its write lock when a task
+    writes into the main file itself. The connection opens on first use."""
 
     type_name = "duckdb"
 
@@ -86,12 +109,50 @@ class DuckDBAdapter:
                 f"DuckDB database file {self._path} does not exist",
                 kind=FailureKind.CONNECTION_FAILED,
             )
+        self._config = config
         self._deadline = time.monotonic() + self._lock_timeout
-        self._conn = self._wait_for_lock(
-            lambda: duckdb.connect(str(self._path), config=config), str(self._path)
+        self._conn_handle: duckdb.DuckDBPyConnection | None = None
+        self._writes_main = False
+        #: DuckDB names the main catalog after the file's stem.
+        self.main_catalog: str = self._path.stem
+
+    # --- connection -------------------------------------------------------------------
+
+    def _open(self, *, write_main: bool) -> duckdb.DuckDBPyConnection:
+        """The connection, opened read-only unless the main file itself is written.
+
+        Read-only openers of one file do not block each other; a writer of the main file
+        waits until they are gone (and they for it). A read-only connection spills into a
+        temporary directory of its process, since processes would share the file's default.
+        """
+        if self._conn_handle is not None and (self._writes_main or not write_main):
+            return self._conn_handle
+        self._close_connection()
+        config = dict(self._config)
+        if not write_main:
+            config["temp_directory"] = _process_temp_dir()
+        self._conn_handle = self._wait_for_lock(
+            lambda: duckdb.connect(str(self._path), read_only=not write_main, config=config),
+            str(self._path),
         )
-        row = self._conn.execute("SELECT current_database()").fetchone()
-        self.main_catalog: str = row[0] if row else self._path.stem
+        self._writes_main = write_main
+        row = self._conn_handle.execute("SELECT current_database()").fetchone()
+        self.main_catalog = row[0] if row else self._path.stem
+        return self._conn_handle
+
+    @property
+    def _conn(self) -> duckdb.DuckDBPyConnection:
+        """The open connection (read-only when nothing opened it yet)."""
+        return self._open(write_main=False)
+
+    def _writes_into_main(self, catalog: str | None) -> bool:
+        return catalog is None or catalog.casefold() == self.main_catalog.casefold()
+
+    def _close_connection(self) -> None:
+        if self._conn_handle is not None:
+            with contextlib.suppress(duckdb.Error):
+                self._conn_handle.close()
+            self._conn_handle = None
 
     # --- locking ----------------------------------------------------------------------
 
@@ -132,7 +193,9 @@ class DuckDBAdapter:
             return catalog  # not a file name: let DuckDB report the catalog as missing
         sibling = self._path.with_name(f"{catalog}.duckdb")
         if sibling.exists() or create:
-            sql = f"ATTACH {quote_literal(str(sibling))} AS {quote_identifier(catalog)}"
+            # Sources are attached read-only (a shared lock); a target needs the write lock.
+            mode = "READ_WRITE" if create else "READ_ONLY"
+            sql = f"ATTACH {quote_literal(str(sibling))} AS {quote_identifier(catalog)} ({mode})"
             self._wait_for_lock(lambda: self._conn.execute(sql), str(sibling))
         return catalog
 
@@ -182,8 +245,11 @@ class DuckDBAdapter:
         return bool(row and row[0])
 
     def copy_table(self, task: TableTask) -> CopyStats:
-        source_catalog = self._resolve_catalog(task.source.catalog, create=False)
+        self._open(write_main=self._writes_into_main(task.target.catalog))
+        # The target first: when source and target share a sibling file, it is attached
+        # writable once, not read-only.
         target_catalog = self._resolve_catalog(task.target.catalog, create=True)
+        source_catalog = self._resolve_catalog(task.source.catalog, create=False)
         source = self._qualified(task.source, source_catalog)
         target = self._qualified(task.target, target_catalog)
         source_columns = self._describe(source)
@@ -281,11 +347,11 @@ class DuckDBAdapter:
         self._cancelled.set()
         # Best effort from a watchdog thread: never raise.
         with contextlib.suppress(Exception):
-            self._conn.interrupt()
+            if self._conn_handle is not None:
+                self._conn_handle.interrupt()
 
     def close(self) -> None:
-        with contextlib.suppress(duckdb.Error):
-            self._conn.close()
+        self._close_connection()
 
 
 def open_adapter(
