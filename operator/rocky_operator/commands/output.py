@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     """Read the run through the Python client, the same path consumers use."""
     from rocky_operator.client.cluster import ClusterClient, is_complete, read_complete_output
     from rocky_operator.client.result import RockyClientError, exit_code_of
+    from rocky_operator.kube.client import ConfigurationError
 
     namespace = args.namespace or _default_namespace(args.context)
     try:
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                     )
                     return 1
                 doc = read_complete_output(client.api_client, namespace, obj)
-    except RockyClientError as exc:
+    except (RockyClientError, ConfigurationError) as exc:
         print(f"rocky-operator output: {exc}", file=sys.stderr)
         return 1
     json.dump(doc, sys.stdout, indent=2)

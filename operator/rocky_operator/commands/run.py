@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import sys
 
 from rocky_operator.logic.pods import DEFAULT_RUNNER_IMAGE, RunnerDefaults
 
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     # Importing these modules registers their kopf handlers (RockyRun, RockySchedule).
     import rocky_operator.handlers
     import rocky_operator.schedule_handlers  # noqa: F401
-    from rocky_operator.kube.client import load_configuration
+    from rocky_operator.kube.client import ConfigurationError, load_configuration
     from rocky_operator.kube.controller import ControllerSettings
     from rocky_operator.kube.runtime import Runtime
 
@@ -84,8 +85,13 @@ def run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        configuration = load_configuration(args.context)
+    except ConfigurationError as exc:
+        print(f"rocky-operator run: {exc}", file=sys.stderr)
+        return 1
     runtime = Runtime(
-        configuration=load_configuration(args.context),
+        configuration=configuration,
         settings=ControllerSettings(
             keep_failed_pods=args.keep_failed_pods,
             stuck_grace_seconds=args.stuck_grace_seconds,

@@ -50,6 +50,10 @@ class ConflictError(KubeError):
     """409."""
 
 
+class ConfigurationError(Exception):
+    """No usable cluster configuration: not in a pod, and no (valid) kubeconfig."""
+
+
 def load_configuration(context: str | None = None) -> k8s.Configuration:
     """In-cluster configuration when running in a pod, else the kubeconfig."""
     configuration = k8s.Configuration()
@@ -59,11 +63,19 @@ def load_configuration(context: str | None = None) -> k8s.Configuration:
         )
     except k8s_config.ConfigException:
         # $KUBECONFIG read now, not when the kubernetes package was imported.
-        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=os.environ.get("KUBECONFIG") or None,
-            context=context,
-            client_configuration=configuration,
-        )
+        path = os.environ.get("KUBECONFIG") or None
+        try:
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=path,
+                context=context,
+                client_configuration=configuration,
+            )
+        except (k8s_config.ConfigException, OSError) as exc:
+            where = path or "~/.kube/config"
+            raise ConfigurationError(
+                f"no Kubernetes configuration: not running in a pod, and the kubeconfig "
+                f"({where}{', context ' + context if context else ''}) is not usable: {exc}"
+            ) from exc
     return configuration
 
 
