@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from rocky_operator.api.spec import API_GROUP, API_VERSION, KIND, PLURAL, SHORT_NAME, RockyRunSpec
 from rocky_operator.api.status import RockyRunStatus
 
 CRD_NAME = f"{PLURAL}.{API_GROUP}"
-SINGULAR = KIND.lower()
 CATEGORIES = ["rocky"]
 #: RockyRun names become label values (``rocky.dev/run``), which hold at most 63 characters.
 MAX_RUN_NAME_LENGTH = 63
@@ -191,16 +191,21 @@ def structural_violations(schema: dict[str, Any]) -> list[str]:
     return problems
 
 
-def openapi_schema() -> dict[str, Any]:
-    """The ``openAPIV3Schema`` of the RockyRun version."""
-    # No CEL `self == oldSelf` on the spec: with unbounded lists in it, the API server's
-    # cost estimate of that rule exceeds its budget and the CRD would be refused. A spec
-    # changed after the run was planned is ignored (status.observedGeneration tells).
-    spec = structural(RockyRunSpec.model_json_schema(by_alias=True, mode="validation"))
-    status = structural(RockyRunStatus.model_json_schema(by_alias=True, mode="validation"))
+def object_schema(
+    kind: str,
+    spec_model: type[BaseModel],
+    status_model: type[BaseModel],
+    *,
+    name_limit: int,
+    name_reason: str,
+) -> dict[str, Any]:
+    """The ``openAPIV3Schema`` of a kind: its spec and status models, made structural, and
+    a bound on ``metadata.name`` (``name_reason`` says why, in the API server's message)."""
+    spec = structural(spec_model.model_json_schema(by_alias=True, mode="validation"))
+    status = structural(status_model.model_json_schema(by_alias=True, mode="validation"))
     return {
         "type": "object",
-        "description": f"{KIND}: {spec.pop('description', '')}".strip(),
+        "description": f"{kind}: {spec.pop('description', '')}".strip(),
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string"},
@@ -211,29 +216,35 @@ def openapi_schema() -> dict[str, Any]:
         },
         "x-kubernetes-validations": [
             {
-                "rule": f"size(self.metadata.name) <= {MAX_RUN_NAME_LENGTH}",
-                "message": f"the name must be at most {MAX_RUN_NAME_LENGTH} characters "
-                "(it becomes the rocky.dev/run label value)",
+                "rule": f"size(self.metadata.name) <= {name_limit}",
+                "message": f"the name must be at most {name_limit} characters ({name_reason})",
             }
         ],
     }
 
 
-def build_crd() -> dict[str, Any]:
-    """The CustomResourceDefinition as a dict (``apiextensions.k8s.io/v1``)."""
+def crd_document(
+    *,
+    kind: str,
+    plural: str,
+    short_name: str,
+    printer_columns: list[dict[str, Any]],
+    schema: dict[str, Any],
+) -> dict[str, Any]:
+    """A namespaced CustomResourceDefinition of one version with the status subresource."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": CRD_NAME},
+        "metadata": {"name": f"{plural}.{API_GROUP}"},
         "spec": {
             "group": API_GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": [SHORT_NAME],
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": [short_name],
                 "categories": list(CATEGORIES),
             },
             "versions": [
@@ -242,19 +253,48 @@ def build_crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
-                    "schema": {"openAPIV3Schema": openapi_schema()},
+                    "additionalPrinterColumns": printer_columns,
+                    "schema": {"openAPIV3Schema": schema},
                 }
             ],
         },
     }
 
 
+def crd_yaml(crd: dict[str, Any], header: str) -> str:
+    """A CRD as the YAML committed under ``crds/``, behind its "generated" header."""
+    return header + yaml.safe_dump(crd, sort_keys=False, width=100, allow_unicode=True)
+
+
+def openapi_schema() -> dict[str, Any]:
+    """The ``openAPIV3Schema`` of the RockyRun version."""
+    # No CEL `self == oldSelf` on the spec: with unbounded lists in it, the API server's
+    # cost estimate of that rule exceeds its budget and the CRD would be refused. A spec
+    # changed after the run was planned is ignored (status.observedGeneration tells).
+    return object_schema(
+        KIND,
+        RockyRunSpec,
+        RockyRunStatus,
+        name_limit=MAX_RUN_NAME_LENGTH,
+        name_reason="it becomes the rocky.dev/run label value",
+    )
+
+
+def build_crd() -> dict[str, Any]:
+    """The CustomResourceDefinition as a dict (``apiextensions.k8s.io/v1``)."""
+    return crd_document(
+        kind=KIND,
+        plural=PLURAL,
+        short_name=SHORT_NAME,
+        printer_columns=PRINTER_COLUMNS,
+        schema=openapi_schema(),
+    )
+
+
 def render_crd_yaml() -> str:
     """The CRD as YAML, exactly as committed under ``crds/``."""
-    header = (
+    return crd_yaml(
+        build_crd(),
         "# Generated from operator/rocky_operator/api (spec.py, status.py) by\n"
-        "# `rocky-operator crd`; do not edit. tests/operator/test_crd.py fails on drift.\n"
+        "# `rocky-operator crd`; do not edit. tests/operator/test_crd.py fails on drift.\n",
     )
-    body = yaml.safe_dump(build_crd(), sort_keys=False, width=100, allow_unicode=True)
-    return header + body

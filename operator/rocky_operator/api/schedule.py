@@ -9,7 +9,7 @@ for ``crds/rockyschedules.rocky.dev.yaml``; attribute docstrings become schema d
 from __future__ import annotations
 
 import zoneinfo
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
@@ -37,7 +37,6 @@ __all__ = [
 
 KIND = "RockySchedule"
 PLURAL = "rockyschedules"
-SINGULAR = "rockyschedule"
 #: ``rs`` is taken by ReplicaSet; ``rsched`` clashes with nothing built in.
 SHORT_NAME = "rsched"
 
@@ -206,68 +205,33 @@ PRINTER_COLUMNS: list[dict[str, object]] = [
 ]
 
 
-def build_schedule_crd() -> dict[str, object]:
+def build_schedule_crd() -> dict[str, Any]:
     """The RockySchedule CustomResourceDefinition, through the RockyRun CRD's renderer."""
-    from rocky_operator.api.crd import CATEGORIES, structural
+    from rocky_operator.api.crd import crd_document, object_schema
 
-    spec = structural(RockyScheduleSpec.model_json_schema(by_alias=True, mode="validation"))
-    status = structural(RockyScheduleStatus.model_json_schema(by_alias=True, mode="validation"))
-    schema: dict[str, object] = {
-        "type": "object",
-        "description": f"{KIND}: {spec.pop('description', '')}".strip(),
-        "required": ["spec"],
-        "properties": {
-            "apiVersion": {"type": "string"},
-            "kind": {"type": "string"},
-            "metadata": {"type": "object"},
-            "spec": spec,
-            "status": status,
-        },
-        "x-kubernetes-validations": [
-            {
-                "rule": f"size(self.metadata.name) <= {MAX_SCHEDULE_NAME_LENGTH}",
-                "message": f"the name must be at most {MAX_SCHEDULE_NAME_LENGTH} characters "
-                "(run names add a suffix and become 63-character label values)",
-            }
-        ],
-    }
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{API_GROUP}"},
-        "spec": {
-            "group": API_GROUP,
-            "scope": "Namespaced",
-            "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": [SHORT_NAME],
-                "categories": list(CATEGORIES),
-            },
-            "versions": [
-                {
-                    "name": API_VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
-                    "schema": {"openAPIV3Schema": schema},
-                }
-            ],
-        },
-    }
+    schema = object_schema(
+        KIND,
+        RockyScheduleSpec,
+        RockyScheduleStatus,
+        name_limit=MAX_SCHEDULE_NAME_LENGTH,
+        name_reason="run names add a suffix and become 63-character label values",
+    )
+    return crd_document(
+        kind=KIND,
+        plural=PLURAL,
+        short_name=SHORT_NAME,
+        printer_columns=PRINTER_COLUMNS,
+        schema=schema,
+    )
 
 
 def render_schedule_crd_yaml() -> str:
     """The RockySchedule CRD as YAML, exactly as committed under ``crds/``."""
-    import yaml
+    from rocky_operator.api.crd import crd_yaml
 
-    header = (
+    return crd_yaml(
+        build_schedule_crd(),
         "# Generated from operator/rocky_operator/api/schedule.py (and spec.py) by\n"
         "# render_schedule_crd_yaml(); do not edit. tests/consumers/test_schedule_crd.py fails "
-        "on drift.\n"
+        "on drift.\n",
     )
-    body = yaml.safe_dump(build_schedule_crd(), sort_keys=False, width=100, allow_unicode=True)
-    return header + body
