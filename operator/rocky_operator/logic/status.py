@@ -73,6 +73,29 @@ def set_condition(
     return [*(c for c in conditions if c.type != type), new]
 
 
+def set_conditions(
+    conditions: Sequence[Condition],
+    updates: Mapping[str, tuple[bool, str]],
+    *,
+    message: str,
+    now: datetime,
+    generation: int | None,
+) -> list[Condition]:
+    """Several conditions set with one message: ``{type: (status, reason)}``, in order."""
+    result = list(conditions)
+    for type_, (status, reason) in updates.items():
+        result = set_condition(
+            result,
+            type=type_,
+            status=status,
+            reason=reason,
+            message=message,
+            now=now,
+            generation=generation,
+        )
+    return result
+
+
 def count_retries(attempts: Iterable[Attempt]) -> dict[str, int]:
     """Retries by the failure_kind of the attempt that was retried."""
     by_table: dict[str, dict[int, Attempt]] = {}
@@ -184,29 +207,14 @@ def build_status(
             "Failed": "AllFailed",
         }[phase]
         message = summary + (f"; stopped early: {decision.reason}" if decision.reason else "")
-        conditions = set_condition(
+        failed = phase == "Failed"
+        conditions = set_conditions(
             conditions,
-            type=CONDITION_PROGRESSING,
-            status=False,
-            reason="Finished",
-            message=message,
-            now=now,
-            generation=generation,
-        )
-        conditions = set_condition(
-            conditions,
-            type=CONDITION_COMPLETE,
-            status=True,
-            reason=reason,
-            message=message,
-            now=now,
-            generation=generation,
-        )
-        conditions = set_condition(
-            conditions,
-            type=CONDITION_FAILED,
-            status=phase == "Failed",
-            reason=reason if phase == "Failed" else "TablesCopied",
+            {
+                CONDITION_PROGRESSING: (False, "Finished"),
+                CONDITION_COMPLETE: (True, reason),
+                CONDITION_FAILED: (failed, reason if failed else "TablesCopied"),
+            },
             message=message,
             now=now,
             generation=generation,
@@ -228,20 +236,12 @@ def build_status(
             output=output,
         )
     message = summary + (f"; {decision.reason}" if decision.reason else "")
-    conditions = set_condition(
+    conditions = set_conditions(
         conditions,
-        type=CONDITION_PROGRESSING,
-        status=True,
-        reason="TablesRunning" if not decision.reason else "Stopping",
-        message=message,
-        now=now,
-        generation=generation,
-    )
-    conditions = set_condition(
-        conditions,
-        type=CONDITION_COMPLETE,
-        status=False,
-        reason="Running",
+        {
+            CONDITION_PROGRESSING: (True, "TablesRunning" if not decision.reason else "Stopping"),
+            CONDITION_COMPLETE: (False, "Running"),
+        },
         message=message,
         now=now,
         generation=generation,
@@ -289,38 +289,14 @@ def build_rejected_status(
     run_output: Mapping[str, Any] | None,
 ) -> RockyRunStatus:
     """A run that never starts (bad spec, missing Secret, discovery failed): Failed, 1."""
-    conditions = set_condition(
+    conditions = set_conditions(
         previous.conditions,
-        type=CONDITION_ACCEPTED,
-        status=False,
-        reason=reason,
-        message=message,
-        now=now,
-        generation=generation,
-    )
-    conditions = set_condition(
-        conditions,
-        type=CONDITION_PROGRESSING,
-        status=False,
-        reason=reason,
-        message=message,
-        now=now,
-        generation=generation,
-    )
-    conditions = set_condition(
-        conditions,
-        type=CONDITION_COMPLETE,
-        status=True,
-        reason=reason,
-        message=message,
-        now=now,
-        generation=generation,
-    )
-    conditions = set_condition(
-        conditions,
-        type=CONDITION_FAILED,
-        status=True,
-        reason=reason,
+        {
+            CONDITION_ACCEPTED: (False, reason),
+            CONDITION_PROGRESSING: (False, reason),
+            CONDITION_COMPLETE: (True, reason),
+            CONDITION_FAILED: (True, reason),
+        },
         message=message,
         now=now,
         generation=generation,
