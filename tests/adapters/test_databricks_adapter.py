@@ -25,7 +25,8 @@ from rocky_runner.adapters import sql_dialect as sql
 from rocky_runner.adapters.base import Credentials
 from rocky_runner.classify import classify_exception
 from rocky_runner.contract import ENV_DATABRICKS_TOKEN, FailureKind, TableTask
-from rocky_runner.replication import WriteMode
+from rocky_runner.drift import Column, DriftPlan
+from rocky_runner.replication import ReplicationPlan, WriteMode
 
 CREDS = Credentials({ENV_DATABRICKS_TOKEN: "dapi-not-a-real-token"})
 
@@ -51,15 +52,18 @@ TARGET = sql.QualifiedName("wh", "staging`us", "order items")  # needs quoting
 
 def _statements(mode: WriteMode, **kwargs: Any) -> list[exp.Expr]:
     task = _task(metadata_columns=[{"name": "_loaded_at", "type": "TIMESTAMP", "value": "now()"}])
-    texts = dbx.build_copy_statements(
-        plan_mode=mode,
-        add=kwargs.get("add", []),
-        widen=kwargs.get("widen", []),
+    drift = DriftPlan(
+        add=tuple(Column(name, type_) for name, type_ in kwargs.get("add", [])),
+        widen=tuple((name, "", type_) for name, type_ in kwargs.get("widen", [])),
+    )
+    texts = sql.copy_statements(
+        plan=ReplicationPlan(mode, "test", drift),
         source=SOURCE,
         target=TARGET,
         source_columns=["id", "amount", "_fivetran_synced"],
         timestamp_column="_fivetran_synced",
-        task=task,
+        metadata_columns=task.metadata_columns,
+        dialect=dbx.DIALECT,
     )
     return [sqlglot.parse_one(t, read="databricks") for t in texts]
 

@@ -28,7 +28,7 @@ from google.cloud.bigquery import retry as bq_retry
 from google.oauth2 import service_account
 
 from rocky_runner.adapters import sql_dialect as sql
-from rocky_runner.adapters.base import CopyStats, Credentials, SchemaName, render_watermark
+from rocky_runner.adapters.base import CopyStats, Credentials, SchemaName
 from rocky_runner.contract import ENV_BIGQUERY_CREDENTIALS, FailureKind, TableTask
 from rocky_runner.drift import Column
 from rocky_runner.errors import AdapterConfigError, ClassifiedError
@@ -197,46 +197,31 @@ class BigQueryAdapter:
             timestamp_column=task.timestamp_column,
             metadata_columns=task.metadata_columns,
         )
-        timestamp = next(
-            (
-                c.name
-                for c in source_columns
-                if c.name.casefold() == task.timestamp_column.casefold()
-            ),
-            task.timestamp_column,
+        timestamp = sql.column_spelling([c.name for c in source_columns], task.timestamp_column)
+        statements = sql.copy_statements(
+            plan=plan,
+            source=source,
+            target=target,
+            source_columns=[c.name for c in source_columns],
+            timestamp_column=timestamp,
+            metadata_columns=task.metadata_columns,
+            dialect=DIALECT,
         )
-        self._job(sql.create_schema_sql(sql.QualifiedName(target.catalog, target.schema), DIALECT))
+        for statement in statements[:-1]:
+            self._job(statement)
+        job = self._job(statements[-1])
         if plan.mode is WriteMode.REPLACE:
-            self._job(sql.replace_sql(target, source, task.metadata_columns, DIALECT))
             rows = int(self._rows(sql.count_sql(target, DIALECT))[0][0])
         else:
-            for col in plan.drift.add:
-                self._job(sql.add_column_sql(target, col.name, col.type, DIALECT))
-            for name, _old, new in plan.drift.widen:
-                self._job(sql.widen_column_sql(target, name, new, DIALECT))
-            job = self._job(
-                sql.append_sql(
-                    target,
-                    source,
-                    [c.name for c in source_columns],
-                    timestamp,
-                    task.metadata_columns,
-                    DIALECT,
-                )
-            )
             rows = int(job.num_dml_affected_rows or 0)
-        final_columns = self._columns(target) or []
-        watermark = None
-        if any(c.name == timestamp for c in final_columns):
-            watermark = render_watermark(self._rows(sql.max_sql(target, timestamp, DIALECT))[0][0])
-        return CopyStats(
-            rows_copied=rows,
-            target_table_full_name=target.dotted(),
-            column_count=len(final_columns),
-            watermark=watermark,
-            write_mode=plan.mode.value,
-            reason=plan.reason,
-            drift=plan.actions(),
+        return sql.copy_stats(
+            plan,
+            target=target,
+            rows=rows,
+            final_columns=[c.name for c in self._columns(target) or []],
+            timestamp_column=timestamp,
+            scalar=lambda query: self._rows(query)[0][0],
+            dialect=DIALECT,
         )
 
     # --- lifecycle --------------------------------------------------------------------

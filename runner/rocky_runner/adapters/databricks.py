@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ from databricks import sql as databricks_sql
 from sqlglot import exp
 
 from rocky_runner.adapters import sql_dialect as sql
-from rocky_runner.adapters.base import CopyStats, Credentials, SchemaName, render_watermark
+from rocky_runner.adapters.base import CopyStats, Credentials, SchemaName
 from rocky_runner.contract import ENV_DATABRICKS_TOKEN, TableTask
 from rocky_runner.drift import Column
 from rocky_runner.errors import AdapterConfigError
@@ -169,23 +169,15 @@ class DatabricksAdapter:
             timestamp_column=task.timestamp_column,
             metadata_columns=task.metadata_columns,
         )
-        timestamp = next(
-            (
-                c.name
-                for c in source_columns
-                if c.name.casefold() == task.timestamp_column.casefold()
-            ),
-            task.timestamp_column,
-        )
-        statements = build_copy_statements(
-            plan_mode=plan.mode,
-            add=[(c.name, c.type) for c in plan.drift.add],
-            widen=[(n, new) for n, _old, new in plan.drift.widen],
+        timestamp = sql.column_spelling([c.name for c in source_columns], task.timestamp_column)
+        statements = sql.copy_statements(
+            plan=plan,
             source=source,
             target=target,
             source_columns=[c.name for c in source_columns],
             timestamp_column=timestamp,
-            task=task,
+            metadata_columns=task.metadata_columns,
+            dialect=DIALECT,
         )
         rows = 0
         for statement in statements[:-1]:
@@ -196,18 +188,14 @@ class DatabricksAdapter:
         elif result:
             column = names.index("num_inserted_rows") if "num_inserted_rows" in names else 0
             rows = int(result[0][column] or 0)
-        final_columns = self._columns(target)
-        watermark = None
-        if any(c.name.casefold() == timestamp.casefold() for c in final_columns):
-            watermark = render_watermark(self._rows(sql.max_sql(target, timestamp, DIALECT))[0][0])
-        return CopyStats(
-            rows_copied=rows,
-            target_table_full_name=target.dotted(),
-            column_count=len(final_columns),
-            watermark=watermark,
-            write_mode=plan.mode.value,
-            reason=plan.reason,
-            drift=plan.actions(),
+        return sql.copy_stats(
+            plan,
+            target=target,
+            rows=rows,
+            final_columns=[c.name for c in self._columns(target)],
+            timestamp_column=timestamp,
+            scalar=lambda query: self._rows(query)[0][0],
+            dialect=DIALECT,
         )
 
     # --- lifecycle --------------------------------------------------------------------
@@ -222,32 +210,6 @@ class DatabricksAdapter:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._conn.close()
-
-
-def build_copy_statements(
-    *,
-    plan_mode: WriteMode,
-    add: Sequence[tuple[str, str]],
-    widen: Sequence[tuple[str, str]],
-    source: sql.QualifiedName,
-    target: sql.QualifiedName,
-    source_columns: Sequence[str],
-    timestamp_column: str,
-    task: TableTask,
-) -> list[str]:
-    """The statements of one copy, in order; the last one writes the rows."""
-    statements = [sql.create_schema_sql(sql.QualifiedName(target.catalog, target.schema), DIALECT)]
-    if plan_mode is WriteMode.REPLACE:
-        statements.append(sql.replace_sql(target, source, task.metadata_columns, DIALECT))
-        return statements
-    statements.extend(sql.add_column_sql(target, name, type_, DIALECT) for name, type_ in add)
-    statements.extend(sql.widen_column_sql(target, name, type_, DIALECT) for name, type_ in widen)
-    statements.append(
-        sql.append_sql(
-            target, source, source_columns, timestamp_column, task.metadata_columns, DIALECT
-        )
-    )
-    return statements
 
 
 def connect_kwargs(

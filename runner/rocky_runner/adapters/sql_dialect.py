@@ -14,7 +14,7 @@ never pays for sqlglot.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,8 +22,10 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
+from rocky_runner.adapters.base import CopyStats, render_watermark
 from rocky_runner.contract import MetadataColumn
 from rocky_runner.errors import ReplicationError
+from rocky_runner.replication import ReplicationPlan, WriteMode
 
 DialectName = Literal["snowflake", "databricks", "bigquery"]
 
@@ -190,3 +192,63 @@ def max_sql(target: QualifiedName, column: str, dialect: DialectName) -> str:
 
 def count_sql(target: QualifiedName, dialect: DialectName) -> str:
     return exp.select(exp.Count(this=exp.Star())).from_(table_expr(target)).sql(dialect=dialect)
+
+
+# --- one copy, for the warehouses driven by SQL text (Snowflake, BigQuery, Databricks) ------
+
+
+def column_spelling(columns: Sequence[str], name: str) -> str:
+    """``name`` as the warehouse spells it among ``columns`` (identifiers compare
+    case-insensitively); ``name`` itself when it is not there."""
+    return next((c for c in columns if c.casefold() == name.casefold()), name)
+
+
+def copy_statements(
+    *,
+    plan: ReplicationPlan,
+    source: QualifiedName,
+    target: QualifiedName,
+    source_columns: Sequence[str],
+    timestamp_column: str,
+    metadata_columns: Sequence[MetadataColumn],
+    dialect: DialectName,
+) -> list[str]:
+    """The statements of one copy, in order; the last one writes the rows."""
+    statements = [create_schema_sql(QualifiedName(target.catalog, target.schema), dialect)]
+    if plan.mode is WriteMode.REPLACE:
+        statements.append(replace_sql(target, source, metadata_columns, dialect))
+        return statements
+    statements.extend(add_column_sql(target, c.name, c.type, dialect) for c in plan.drift.add)
+    statements.extend(
+        widen_column_sql(target, name, new, dialect) for name, _old, new in plan.drift.widen
+    )
+    statements.append(
+        append_sql(target, source, source_columns, timestamp_column, metadata_columns, dialect)
+    )
+    return statements
+
+
+def copy_stats(
+    plan: ReplicationPlan,
+    *,
+    target: QualifiedName,
+    rows: int,
+    final_columns: Sequence[str],
+    timestamp_column: str,
+    scalar: Callable[[str], object],
+    dialect: DialectName,
+) -> CopyStats:
+    """What a copy did, reading the watermark (``MAX`` of the timestamp column) through
+    ``scalar``, which runs one query and returns its single value."""
+    watermark = None
+    if any(c.casefold() == timestamp_column.casefold() for c in final_columns):
+        watermark = render_watermark(scalar(max_sql(target, timestamp_column, dialect)))
+    return CopyStats(
+        rows_copied=rows,
+        target_table_full_name=target.dotted(),
+        column_count=len(final_columns),
+        watermark=watermark,
+        write_mode=plan.mode.value,
+        reason=plan.reason,
+        drift=plan.actions(),
+    )
