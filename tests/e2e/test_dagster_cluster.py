@@ -13,7 +13,6 @@ import contextlib
 import importlib
 import json
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from tests.support.control_plane import REPO, ControlPlane, free_port
-from tests.support.e2e import BackgroundProcess, apply_file, start_process, wait_for
+from tests.support.control_plane import REPO, ControlPlane
+from tests.support.e2e import OperatorProcess, apply_file
 
 from rocky_operator.client import RunOutcome
 from rocky_operator.demo.warehouse import PLANTED, build_warehouse, hold_lock
@@ -61,42 +60,12 @@ class LockReleasingRocky(example.RockyRunResource):  # type: ignore[misc,name-de
 @pytest.fixture
 def operator(control_plane: ControlPlane, namespace: str, tmp_path: Path) -> Iterator[None]:
     apply_file(control_plane, REPO / "crds" / "rockyruns.rocky.dev.yaml")
-    port = free_port()
-    proc: BackgroundProcess = start_process(
-        control_plane,
-        [
-            sys.executable,
-            "-m",
-            "rocky_operator.cli",
-            "run",
-            "--namespace",
-            namespace,
-            "--metrics-host",
-            "127.0.0.1",
-            "--metrics-port",
-            str(port),
-            "--batch-seconds",
-            "0.2",
-            "--status-interval-seconds",
-            "1",
-        ],
-        log=tmp_path / "operator.log",
-    )
-
-    def healthy() -> bool:
-        if proc.popen.poll() is not None:
-            raise AssertionError(f"operator exited:\n{proc.output()[-4000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                return True
-        except OSError:
-            return False
-
-    wait_for(healthy, timeout=60, what="the operator's /healthz")
+    op = OperatorProcess(control_plane, namespace, tmp_path / "operator.log")
+    op.start()
     try:
         yield
     finally:
-        proc.terminate()
+        op.stop()
 
 
 @pytest.mark.slow

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,14 +28,12 @@ from tests.support.control_plane import (
     ControlPlane,
     audit_counts,
     audit_offset,
-    free_port,
 )
 from tests.support.e2e import (
-    BackgroundProcess,
+    OperatorProcess,
     Rest,
     kubectl,
     kubectl_json,
-    start_process,
     wait_for,
 )
 from tests.support.rocky_schema import rocky_schema
@@ -70,69 +66,11 @@ def warehouse(tmp_path: Path) -> DemoWarehouse:
     return build_warehouse(tmp_path / "warehouse")
 
 
-class Operator:
-    """`rocky-operator run` as a process watching one namespace, restartable."""
-
-    def __init__(
-        self, cp: ControlPlane, namespace: str, log: Path, extra_args: tuple[str, ...] = ()
-    ) -> None:
-        self.cp = cp
-        self.namespace = namespace
-        self.log = log
-        self.extra_args = extra_args
-        self.port = free_port()
-        self.proc: BackgroundProcess | None = None
-
-    def start(self) -> None:
-        exe = Path(sys.executable).parent / "rocky-operator"
-        argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "rocky_operator.cli"]
-        self.proc = start_process(
-            self.cp,
-            [
-                *argv,
-                "run",
-                "--namespace",
-                self.namespace,
-                "--metrics-host",
-                "127.0.0.1",
-                "--metrics-port",
-                str(self.port),
-                "--batch-seconds",
-                "0.2",
-                "--status-interval-seconds",
-                "1",
-                *self.extra_args,
-            ],
-            log=self.log,
-            user="operator",
-        )
-        wait_for(self._healthy, timeout=60, what="the operator's /healthz")
-
-    def _healthy(self) -> bool:
-        assert self.proc is not None
-        if self.proc.popen.poll() is not None:
-            raise AssertionError(f"operator exited:\n{self.proc.output()[-4000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2):
-                return True
-        except OSError:
-            return False
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as resp:
-            return str(resp.read().decode())
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc = None
-
-
 @pytest.fixture
 def operator(
     control_plane: ControlPlane, namespace: str, crd: None, tmp_path: Path
-) -> Iterator[Operator]:
-    op = Operator(control_plane, namespace, tmp_path / "operator.log")
+) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(control_plane, namespace, tmp_path / "operator.log")
     op.start()
     try:
         yield op
@@ -198,7 +136,7 @@ def check_final_status(run: dict[str, Any]) -> None:
 def test_demo_run_completes_with_every_failure_kind_accounted_for(
     control_plane: ControlPlane,
     namespace: str,
-    operator: Operator,
+    operator: OperatorProcess,
     warehouse: DemoWarehouse,
     tmp_path: Path,
 ) -> None:
@@ -256,7 +194,7 @@ def test_demo_run_completes_with_every_failure_kind_accounted_for(
 def test_deleting_a_run_garbage_collects_its_pods(
     control_plane: ControlPlane,
     namespace: str,
-    operator: Operator,
+    operator: OperatorProcess,
     warehouse: DemoWarehouse,
     tmp_path: Path,
     rest: Rest,
@@ -293,7 +231,7 @@ def test_deleting_a_run_garbage_collects_its_pods(
 def test_operator_killed_mid_run_resumes_without_starting_an_attempt_twice(
     control_plane: ControlPlane,
     namespace: str,
-    operator: Operator,
+    operator: OperatorProcess,
     warehouse: DemoWarehouse,
     tmp_path: Path,
     rest: Rest,
@@ -435,7 +373,7 @@ def run_pods(rest: Rest, namespace: str, run: str) -> list[dict[str, Any]]:
 def test_oom_killed_evicted_and_deleted_pods_are_classified(
     control_plane: ControlPlane,
     namespace: str,
-    operator: Operator,
+    operator: OperatorProcess,
     small_warehouse: Path,
     tmp_path: Path,
     rest: Rest,
@@ -480,9 +418,9 @@ def test_oom_killed_evicted_and_deleted_pods_are_classified(
 @pytest.fixture
 def impatient_operator(
     control_plane: ControlPlane, namespace: str, crd: None, tmp_path: Path
-) -> Iterator[Operator]:
+) -> Iterator[OperatorProcess]:
     """An operator that gives stuck pods (image pull, missing Secret) 2 s instead of 120 s."""
-    op = Operator(
+    op = OperatorProcess(
         control_plane,
         namespace,
         tmp_path / "operator.log",
@@ -498,7 +436,7 @@ def impatient_operator(
 def test_stuck_pods_fail_after_the_grace_period(
     control_plane: ControlPlane,
     namespace: str,
-    impatient_operator: Operator,
+    impatient_operator: OperatorProcess,
     small_warehouse: Path,
     tmp_path: Path,
 ) -> None:

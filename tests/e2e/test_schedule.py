@@ -19,7 +19,14 @@ from typing import Any
 import pytest
 from kubernetes import client
 from tests.support.control_plane import REPO, ControlPlane
-from tests.support.e2e import BackgroundProcess, apply_file, kubectl_json, start_process, wait_for
+from tests.support.e2e import (
+    BackgroundProcess,
+    OperatorProcess,
+    apply_file,
+    kubectl_json,
+    start_process,
+    wait_for,
+)
 
 GROUP, VERSION = "rocky.dev", "v1alpha1"
 
@@ -398,50 +405,22 @@ def test_schedule_runs_real_runs_through_the_operator(
 ) -> None:
     """Schedule -> RockyRuns executed by `rocky-operator run` (runner pods under the node agent)
     -> the next run resumes from the partially failed one -> the older failed run is pruned."""
-    import urllib.request
 
     import yaml
-    from tests.support.control_plane import free_port
 
     from rocky_operator.demo.warehouse import build_warehouse
 
     for crd in ("rockyruns.rocky.dev.yaml", "rockyschedules.rocky.dev.yaml"):
         apply_file(control_plane, REPO / "crds" / crd)
     warehouse = build_warehouse(tmp_path / "warehouse")
-    port = free_port()
-    operator = start_process(
+    operator = OperatorProcess(
         control_plane,
-        [
-            sys.executable,
-            "-m",
-            "rocky_operator.cli",
-            "run",
-            "--namespace",
-            namespace,
-            "--metrics-host",
-            "127.0.0.1",
-            "--metrics-port",
-            str(port),
-            "--batch-seconds",
-            "0.2",
-            "--status-interval-seconds",
-            "1",
-        ],
-        log=tmp_path / "operator.log",
+        namespace,
+        tmp_path / "operator.log",
         env={"ROCKY_SCHEDULE_POLL_SECONDS": "1"},
     )
+    operator.start()
     try:
-
-        def healthy() -> bool:
-            if operator.popen.poll() is not None:
-                raise AssertionError(f"operator exited:\n{operator.output()[-4000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                    return True
-            except OSError:
-                return False
-
-        wait_for(healthy, timeout=60, what="the operator's /healthz")
         demo = yaml.safe_load((REPO / "examples" / "demo" / "rockyrun.yaml").read_text())
         run_spec = demo["spec"]
         run_spec["adapter"]["duckdb"]["path"] = str(warehouse.warehouse)
@@ -535,4 +514,4 @@ def test_schedule_runs_real_runs_through_the_operator(
             f"(resumeFrom {first_name}, Failed); kept {second_name}, pruned {first_name}"
         )
     finally:
-        operator.terminate()
+        operator.stop()

@@ -9,14 +9,16 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.support.control_plane import REPO, ControlPlane
+from tests.support.control_plane import REPO, ControlPlane, free_port
 
 T = TypeVar("T")
 
@@ -184,6 +186,71 @@ def start_process(
             start_new_session=True,
         )
     return BackgroundProcess(popen, log)
+
+
+class OperatorProcess:
+    """`rocky-operator run` as a process watching one namespace, restartable."""
+
+    def __init__(
+        self,
+        cp: ControlPlane,
+        namespace: str,
+        log: Path,
+        extra_args: tuple[str, ...] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.cp = cp
+        self.namespace = namespace
+        self.log = log
+        self.extra_args = extra_args
+        self.env = dict(env or {})
+        self.port = free_port()
+        self.proc: BackgroundProcess | None = None
+
+    def start(self) -> None:
+        exe = Path(sys.executable).parent / "rocky-operator"
+        argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "rocky_operator.cli"]
+        self.proc = start_process(
+            self.cp,
+            [
+                *argv,
+                "run",
+                "--namespace",
+                self.namespace,
+                "--metrics-host",
+                "127.0.0.1",
+                "--metrics-port",
+                str(self.port),
+                "--batch-seconds",
+                "0.2",
+                "--status-interval-seconds",
+                "1",
+                *self.extra_args,
+            ],
+            log=self.log,
+            user="operator",
+            env=self.env,
+        )
+        wait_for(self._healthy, timeout=60, what="the operator's /healthz")
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.popen.poll() is not None:
+            raise AssertionError(f"operator exited:\n{self.proc.output()[-4000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as resp:
+            return str(resp.read().decode())
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc = None
 
 
 def pod_log(cp: ControlPlane, namespace: str, name: str, uid: str, container: str) -> str:
