@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 from rocky_sdk import parse_rocky_output
-from tests.support.control_plane import REPO, ControlPlane
-from tests.support.e2e import apply_file
+from tests.support.control_plane import ControlPlane
+from tests.support.e2e import apply_crds
 
 from rocky_operator.api.spec import RockyRunSpec
 from rocky_operator.api.status import OutputRef, RockyRunStatus
@@ -112,8 +112,7 @@ def finished_status(
 
 @pytest.fixture
 def crds(control_plane: ControlPlane) -> None:
-    apply_file(control_plane, REPO / "crds" / "rockyruns.rocky.dev.yaml")
-    time.sleep(1.0)  # the first request after a CRD is created can race its establishment
+    apply_crds(control_plane, "rockyruns.rocky.dev")
 
 
 @pytest.fixture

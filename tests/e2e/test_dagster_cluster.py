@@ -21,7 +21,7 @@ import pytest
 import yaml
 from kubernetes import client
 from tests.support.control_plane import REPO, ControlPlane
-from tests.support.e2e import OperatorProcess, apply_file
+from tests.support.e2e import OperatorProcess, apply_crds
 
 from rocky_operator.client import RunOutcome
 from rocky_operator.demo.warehouse import PLANTED, build_warehouse, hold_lock
@@ -59,7 +59,7 @@ class LockReleasingRocky(example.RockyRunResource):  # type: ignore[misc,name-de
 
 @pytest.fixture
 def operator(control_plane: ControlPlane, namespace: str, tmp_path: Path) -> Iterator[None]:
-    apply_file(control_plane, REPO / "crds" / "rockyruns.rocky.dev.yaml")
+    apply_crds(control_plane, "rockyruns.rocky.dev")
     op = OperatorProcess(control_plane, namespace, tmp_path / "operator.log")
     op.start()
     try:

@@ -32,6 +32,7 @@ from tests.support.control_plane import (
 from tests.support.e2e import (
     OperatorProcess,
     Rest,
+    apply_crds,
     kubectl,
     kubectl_json,
     wait_for,
@@ -51,14 +52,7 @@ EXPECTED_ATTEMPTS = 15 + 2
 
 @pytest.fixture(scope="module")
 def crd(control_plane: ControlPlane) -> None:
-    kubectl(control_plane, "apply", "-f", str(CRD))
-    kubectl(
-        control_plane,
-        "wait",
-        "--for=condition=Established",
-        "crd/rockyruns.rocky.dev",
-        "--timeout=60s",
-    )
+    apply_crds(control_plane, "rockyruns.rocky.dev")
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from tests.support.control_plane import REPO, ControlPlane
 from tests.support.e2e import (
     BackgroundProcess,
     OperatorProcess,
-    apply_file,
+    apply_crds,
     kubectl_json,
     start_process,
     wait_for,
@@ -58,16 +58,7 @@ def custom(api_client: client.ApiClient) -> client.CustomObjectsApi:
 def schedule_controller(
     control_plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> Iterator[BackgroundProcess]:
-    for crd in ("rockyruns.rocky.dev.yaml", "rockyschedules.rocky.dev.yaml"):
-        apply_file(control_plane, REPO / "crds" / crd)
-    for crd in ("rockyruns.rocky.dev", "rockyschedules.rocky.dev"):
-        wait_for(
-            lambda crd=crd: any(  # type: ignore[misc]
-                c["type"] == "Established" and c["status"] == "True"
-                for c in kubectl_json(control_plane, "get", "crd", crd)["status"]["conditions"]
-            ),
-            what=f"CRD {crd} established",
-        )
+    apply_crds(control_plane, "rockyruns.rocky.dev", "rockyschedules.rocky.dev")
     proc = start_process(
         control_plane,
         [
@@ -410,8 +401,7 @@ def test_schedule_runs_real_runs_through_the_operator(
 
     from rocky_operator.demo.warehouse import build_warehouse
 
-    for crd in ("rockyruns.rocky.dev.yaml", "rockyschedules.rocky.dev.yaml"):
-        apply_file(control_plane, REPO / "crds" / crd)
+    apply_crds(control_plane, "rockyruns.rocky.dev", "rockyschedules.rocky.dev")
     warehouse = build_warehouse(tmp_path / "warehouse")
     operator = OperatorProcess(
         control_plane,

@@ -38,15 +38,12 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from tests.support.control_plane import ControlPlane, binaries_dir
-    from tests.support.e2e import kubectl
+    from tests.support.e2e import apply_crds
 
     cp = ControlPlane(tmp_path_factory.mktemp("cp"), binaries_dir(), node_agent=False)
     cp.start()
     try:
-        kubectl(cp, "apply", "-f", str(REPO / "crds" / "rockyruns.rocky.dev.yaml"))
-        kubectl(
-            cp, "wait", "--for=condition=Established", "crd/rockyruns.rocky.dev", "--timeout=60s"
-        )
+        apply_crds(cp, "rockyruns.rocky.dev")
         yield cp
     finally:
         cp.stop()

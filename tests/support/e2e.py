@@ -140,6 +140,25 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
+def is_established(crd: Mapping[str, Any]) -> bool:
+    """Whether a CRD serves its kind. A CRD just created has no status conditions yet, which
+    `kubectl wait --for=condition=Established` reports as an error instead of waiting."""
+    conditions = (crd.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+
+def apply_crds(cp: ControlPlane, *names: str, timeout: float = 60.0) -> None:
+    """Apply CRDs from crds/ (e.g. ``rockyruns.rocky.dev``) and wait until each is served."""
+    for name in names:
+        apply_file(cp, REPO / "crds" / f"{name}.yaml")
+    for name in names:
+        wait_for(
+            lambda name=name: is_established(kubectl_json(cp, "get", "crd", name)),  # type: ignore[misc]
+            timeout=timeout,
+            what=f"CRD {name} established",
+        )
+
+
 @dataclass
 class BackgroundProcess:
     """A process started with the control plane's kubeconfig, e.g. the operator."""
