@@ -431,3 +431,39 @@ def test_kubectl_logs_reads_the_container_output_through_the_apiserver(
     assert out.splitlines() == [f"line {i}" for i in range(5)]
     tail = kubectl(control_plane, "-n", namespace, "logs", "talker", "--tail=2").stdout
     assert tail.splitlines() == ["line 3", "line 4"]
+
+
+def test_synthetic_agent_ends_pods_at_once_with_a_runner_result(
+    control_plane: ControlPlane, namespace: str, rest: Rest, tmp_path: Path
+) -> None:
+    import re
+
+    from tests.support.node_agent import BackgroundAgent, SyntheticResults
+
+    from rocky_runner.contract import decode_result
+
+    kubeconfig = control_plane.kubeconfig_for("node-agent")
+    synthetic = SyntheticResults(re.compile(r"/bad$"))
+    agent = BackgroundAgent(
+        kubeconfig, tmp_path / "agent", node_name="synthetic-node", synthetic=synthetic
+    )
+    agent.start()
+    try:
+        for name, table in (("syn-ok", "good"), ("syn-bad", "bad")):
+            task = json.dumps({"asset_key": ["duckdb", "acme", table]})
+            # The command would never end: synthetic mode runs no process.
+            pod = pod_manifest(name, ["sleep", "600"], env=[{"name": "ROCKY_TASK", "value": task}])
+            pod["spec"]["nodeName"] = "synthetic-node"
+            rest.create(namespace, "pods", pod)
+        ok = wait_phase(rest, namespace, "syn-ok", {"Succeeded", "Failed"})
+        bad = wait_phase(rest, namespace, "syn-bad", {"Succeeded", "Failed"})
+    finally:
+        agent.stop()
+        rest.delete("/api/v1/nodes/synthetic-node")
+    assert ok["status"]["phase"] == "Succeeded"
+    result = decode_result(container_state(ok)["terminated"]["message"])
+    assert (result.outcome, result.asset_key) == ("copied", ["duckdb", "acme", "good"])
+    assert bad["status"]["phase"] == "Failed"
+    term = container_state(bad)["terminated"]
+    assert term["exitCode"] == 12
+    assert decode_result(term["message"]).failure_kind == "query-rejected"

@@ -71,3 +71,64 @@ def test_log_tail_is_bounded_by_lines_and_bytes(tmp_path: Path) -> None:
 )
 def test_unpullable_images(image: str, expected: bool) -> None:
     assert unpullable(image) is expected
+
+
+def test_synthetic_results_are_valid_runner_results_and_planted_failures_fail() -> None:
+    import json
+    import re
+
+    from tests.support.node_agent import SyntheticResults
+
+    from rocky_operator.logic.pods import classify_pod
+    from rocky_runner.contract import FailureKind, decode_result, encode_result, exit_code_for
+
+    synthetic = SyntheticResults(re.compile(r"/fail_"), FailureKind.TRANSIENT)
+    ok_task = json.dumps({"asset_key": ["duckdb", "acme", "orders"]})
+    bad_task = json.dumps({"asset_key": ["duckdb", "acme", "fail_7"]})
+    ok = decode_result(encode_result(synthetic.result_for(ok_task, "p-1")))
+    bad = decode_result(encode_result(synthetic.result_for(bad_task, "p-2")))
+    assert (ok.outcome, ok.asset_key, ok.failure_kind) == (
+        "copied",
+        ["duckdb", "acme", "orders"],
+        None,
+    )
+    assert (bad.outcome, bad.failure_kind) == ("failed", FailureKind.TRANSIENT)
+    assert "fail_7" in (bad.error or "")
+    # A Job pod has no ROCKY_TASK: still a valid result, named after the pod.
+    assert SyntheticResults().result_for(None, "copy-3-abc").asset_key == [
+        "synthetic",
+        "copy-3-abc",
+    ]
+
+    # The operator classifies such a pod like a real runner's.
+    def pod(result_task: str, number: int) -> dict[str, object]:
+        result = synthetic.result_for(result_task, "p")
+        code = exit_code_for(result.failure_kind)
+        return {
+            "metadata": {"labels": {"rocky.dev/table": "abc", "rocky.dev/attempt": str(number)}},
+            "status": {
+                "phase": "Succeeded" if code == 0 else "Failed",
+                "containerStatuses": [
+                    {
+                        "name": "runner",
+                        "state": {
+                            "terminated": {
+                                "exitCode": code,
+                                "message": encode_result(result).decode(),
+                                "finishedAt": "2026-01-01T00:00:00Z",
+                            }
+                        },
+                    }
+                ],
+            },
+        }
+
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    copied = classify_pod(pod(ok_task, 1), now)
+    failed = classify_pod(pod(bad_task, 2), now)
+    assert copied is not None
+    assert copied.state == "copied"
+    assert failed is not None
+    assert (failed.state, failed.failure_kind) == ("failed", "transient")

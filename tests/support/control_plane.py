@@ -205,6 +205,7 @@ class ControlPlane:
         max_pods: int = 64,
         extra_apiserver_args: Sequence[str] = (),
         extra_kcm_args: Sequence[str] = (),
+        node_agent_args: Sequence[str] = (),
         die_with_parent: bool = True,
     ) -> None:
         self.state_dir = state_dir
@@ -214,6 +215,8 @@ class ControlPlane:
         self.max_pods = max_pods
         self.extra_apiserver_args = list(extra_apiserver_args)
         self.extra_kcm_args = list(extra_kcm_args)
+        self.node_agent_args = list(node_agent_args)
+        """Extra node agent flags, e.g. `--synthetic-results` (see tests/support/node_agent.py)."""
         self.components: dict[str, Component] = {}
         self.etcd_port = 0
         self.apiserver_port = 0
@@ -495,6 +498,7 @@ class ControlPlane:
                 f"--kubelet-port={free_port()}",
                 f"--tls-cert={self._pki.serving_cert}",
                 f"--tls-key={self._pki.serving_key}",
+                *self.node_agent_args,
             ],
             cwd=REPO,
         )

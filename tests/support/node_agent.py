@@ -38,6 +38,15 @@ Substitutions (documented in docs/control-plane.md):
   hits one pod of many that a controller created). An image from a registry under the reserved
   `.invalid` TLD (e.g. `registry.invalid/runner:1`) cannot be pulled either.
 
+Synthetic results (`--synthetic-results`, for benchmarks of the controllers, not of the runner):
+no process is started; a pod's container ends at once with a valid runner result in its
+termination message (`rocky_runner.contract.TableResult` for the asset key of its `ROCKY_TASK`,
+`copied`, 0 rows, exit code 0). Tables whose `/`-joined asset key matches
+`--synthetic-fail-pattern` (a regular expression) fail instead with `--synthetic-fail-kind`
+(default `query-rejected`) and the runner's exit code for that kind. Binding, env resolution,
+deletion and `activeDeadlineSeconds` behave as without the flag; the status goes straight from
+Pending to the terminal phase (one status write per pod).
+
 Logs of each container go to `<work-dir>/pods/<namespace>_<name>_<uid>/<container>.log`; with
 `--kubelet-port` the agent serves them on the kubelet API path the API server proxies
 `kubectl logs` to (no `--follow`). It emits no Events.
@@ -49,6 +58,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import os
 import platform
@@ -68,6 +78,8 @@ from typing import Any
 from aiohttp import web
 from tests.support.kubeapi import JSON, ApiError, KubeApi, KubeConfig
 from tests.support.procs import die_with_parent_process
+
+from rocky_runner.contract import FailureKind, TableResult, encode_result, exit_code_for
 
 log = logging.getLogger("rocky.node_agent")
 
@@ -139,6 +151,35 @@ def tail_log(log_path: Path) -> str:
     lines = data.splitlines(keepends=True)[-FALLBACK_LOG_LINES:]
     text = b"".join(lines)[-FALLBACK_LOG_BYTES:]
     return text.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class SyntheticResults:
+    """`--synthetic-results`: pods end at once with this result instead of running a process."""
+
+    fail_pattern: re.Pattern[str] | None = None
+    """Asset keys (joined by `/`) that match fail instead of copying."""
+    fail_kind: FailureKind = FailureKind.QUERY_REJECTED
+
+    def result_for(self, task_json: str | None, pod_name: str) -> TableResult:
+        """The runner result for a pod whose `ROCKY_TASK` is `task_json` (absent: a Job pod)."""
+        asset_key = ["synthetic", pod_name]
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            found = json.loads(task_json or "").get("asset_key")
+            if isinstance(found, list) and found:
+                asset_key = [str(part) for part in found]
+        joined = "/".join(asset_key)
+        if self.fail_pattern is not None and self.fail_pattern.search(joined):
+            return TableResult(
+                asset_key=asset_key,
+                outcome="failed",
+                failure_kind=self.fail_kind,
+                error=f"synthetic failure planted by the node agent for {joined}",
+                metadata={"synthetic": True},
+            )
+        return TableResult(
+            asset_key=asset_key, outcome="copied", rows_copied=0, metadata={"synthetic": True}
+        )
 
 
 class ConfigError(Exception):
@@ -436,7 +477,8 @@ class PodWorker:
         if self.deleting.is_set():
             await self._finish_deleted()
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.agent.synthetic is None:
+            self.dir.mkdir(parents=True, exist_ok=True)
         if self.annotations.get(SIMULATE_ANNOTATION) == "image-pull-backoff" or unpullable(
             self.record.image
         ):
@@ -455,6 +497,9 @@ class PodWorker:
                 if why:
                     await self._stopped_before_start(why)
                     return
+        if self.agent.synthetic is not None:
+            await self._finish_synthetic(env)
+            return
         slot = self.agent.slots
         if slot.locked():
             await self.post_status("Pending")
@@ -473,6 +518,23 @@ class PodWorker:
             await self._run_container(env)
         finally:
             slot.release()
+
+    async def _finish_synthetic(self, env: Mapping[str, str]) -> None:
+        """`--synthetic-results`: the container terminates at once with a valid runner result."""
+        assert self.agent.synthetic is not None
+        result = self.agent.synthetic.result_for(env.get("ROCKY_TASK"), self.name)
+        code = exit_code_for(result.failure_kind if result.outcome == "failed" else None)
+        at = now_rfc3339()
+        self.record.state = {
+            "terminated": {
+                "exitCode": code,
+                "reason": "Completed" if code == 0 else "Error",
+                "message": encode_result(result).decode("ascii"),
+                "startedAt": at,
+                "finishedAt": at,
+            }
+        }
+        await self.post_status("Succeeded" if code == 0 else "Failed")
 
     async def _interrupted_or(self, fut: asyncio.Future[Any]) -> str | None:
         remaining = self.deadline_remaining()
@@ -726,8 +788,10 @@ class NodeAgent:
         kubelet_port: int = 0,
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
+        synthetic: SyntheticResults | None = None,
     ) -> None:
         self.api = api
+        self.synthetic = synthetic
         self.node_name = node_name
         self.kubelet_port = kubelet_port
         self.tls_cert = tls_cert
@@ -1124,7 +1188,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--tls-cert", type=Path, help="serving certificate of that port")
     parser.add_argument("--tls-key", type=Path, help="its key")
+    parser.add_argument(
+        "--synthetic-results",
+        action="store_true",
+        help="run no process: every pod ends at once with a valid synthetic runner result",
+    )
+    parser.add_argument(
+        "--synthetic-fail-pattern",
+        type=re.compile,
+        help="with --synthetic-results: asset keys (joined by /) matching this regex fail",
+    )
+    parser.add_argument(
+        "--synthetic-fail-kind",
+        type=FailureKind,
+        default=FailureKind.QUERY_REJECTED,
+        help="failure_kind of those failures (default query-rejected)",
+    )
     args = parser.parse_args(argv)
+    synthetic = (
+        SyntheticResults(args.synthetic_fail_pattern, args.synthetic_fail_kind)
+        if args.synthetic_results
+        else None
+    )
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
 
     async def amain() -> None:
@@ -1142,6 +1227,7 @@ def main(argv: list[str] | None = None) -> int:
                 kubelet_port=args.kubelet_port,
                 tls_cert=args.tls_cert,
                 tls_key=args.tls_key,
+                synthetic=synthetic,
             )
             await agent.run()
 
