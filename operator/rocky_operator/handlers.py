@@ -1,7 +1,7 @@
 """The kopf handlers: the only module with ``@kopf`` decorators.
 
 They are deliberately thin. A RockyRun event makes sure a run worker
-(:class:`rocky_operator.kube.controller.RunWorker`) drives the run; an event of one
+(:class:`rocky_operator.kube.worker.RunWorker`) drives the run; an event of one
 of its pods wakes that worker. The worker does the level-based pass (observe pods
 and journal, ``decide()``, create / delete pods, write status once), so bursts of
 pod events coalesce into one pass and one status write instead of one per event.

@@ -1,0 +1,87 @@
+"""Acting on a decision: create the pods of started attempts, delete finished pods.
+
+Both run after the journal records what they are about to do (see
+:mod:`rocky_operator.kube.worker`), so a crash in between loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from rocky_operator.kube.client import KubeError
+from rocky_operator.logic.decide import Attempt, AttemptState, Decision
+from rocky_operator.logic.pods import build_pod
+from rocky_runner.contract import FailureKind
+
+if TYPE_CHECKING:
+    from rocky_operator.kube.worker import RunWorker
+
+
+async def create_pods(worker: RunWorker, starts: Sequence[Attempt]) -> None:
+    assert worker.spec is not None
+    assert worker.store is not None
+    by_key = {t.key: t for t in worker.tables}
+    gate = asyncio.Semaphore(worker.settings.create_parallelism)
+    failed: list[Attempt] = []
+
+    async def create(attempt: Attempt) -> None:
+        assert worker.spec is not None
+        pod = build_pod(
+            run_name=worker.name,
+            run_uid=worker.uid,
+            namespace=worker.namespace,
+            spec=worker.spec,
+            table=by_key[attempt.table],
+            attempt=attempt.number,
+            defaults=worker.settings.runner_defaults,
+        )
+        async with gate:
+            try:
+                await worker.client.create_pod(worker.namespace, pod)
+            except KubeError as exc:
+                if exc.status in (0, 429) or exc.status >= 500:
+                    raise
+                # The API refused the pod itself (invalid, forbidden): no retry helps.
+                failed.append(
+                    replace(
+                        attempt,
+                        state=AttemptState.FAILED,
+                        finished_at=attempt.started_at,
+                        failure_kind=FailureKind.UNKNOWN,
+                        error=f"the API server refused the runner pod: {exc}",
+                    )
+                )
+
+    await asyncio.gather(*(create(a) for a in starts))
+    if failed:
+        await worker.store.append_journal(failed)
+        worker.journal.update({(a.table, a.number): a for a in failed})
+        worker.wake()
+
+
+async def delete_finished(
+    worker: RunWorker, pod_names: Mapping[tuple[str, int], str], decision: Decision
+) -> None:
+    aborted = set(decision.abort)
+    doomed = []
+    for ident, name in pod_names.items():
+        recorded = worker.journal.get(ident)
+        if recorded is None or recorded.state is AttemptState.RUNNING:
+            continue
+        if (
+            recorded.state is AttemptState.FAILED
+            and worker.settings.keep_failed_pods
+            and ident not in aborted
+        ):
+            continue
+        doomed.append(name)
+    gate = asyncio.Semaphore(worker.settings.create_parallelism)
+
+    async def delete(name: str) -> None:
+        async with gate:
+            await worker.client.delete_pod(worker.namespace, name)
+
+    await asyncio.gather(*(delete(n) for n in doomed))

@@ -1,0 +1,264 @@
+"""Preparation of a run: validate the spec, check Secrets, plan once, load the journal.
+
+The plan (discovery, filter, resume narrowing) is made once per run and stored with
+:class:`~rocky_operator.kube.store.RunStore`; a later operator process loads it
+instead of planning again. A run that cannot start is *rejected*: Failed, exit code
+1, a condition naming why, and a RunOutput saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from rocky_operator.api.spec import RockyRunSpec
+from rocky_operator.api.status import FINISHED_PHASES, OutputRef, RockyRunStatus
+from rocky_operator.kube.client import KubeError
+from rocky_operator.kube.store import RunStore
+from rocky_operator.logic import records
+from rocky_operator.logic.policy import RunPolicy
+from rocky_operator.logic.run_output import build_failed_run_output
+from rocky_operator.logic.status import (
+    build_planning_status,
+    build_rejected_status,
+    status_document,
+)
+from rocky_operator.logic.tables import PlannedTable, plan_tables, table_key
+
+if TYPE_CHECKING:
+    from rocky_operator.kube.worker import RunWorker
+
+log = logging.getLogger(__name__)
+
+
+def discover_with_runner(spec: RockyRunSpec, credentials: Mapping[str, str]) -> Sequence[Any]:
+    """Discovery through the runner's public API (``rocky_runner.discovery``), run by the
+    operator itself: it needs network access to the warehouse (or the DuckDB file)."""
+    # Credentials is re-exported by rocky_runner.discovery (the operator imports only
+    # the runner's contract and discovery modules; see .importlinter).
+    from rocky_operator.logic.tables import adapter_settings
+    from rocky_runner.discovery import Credentials, discover_tables
+
+    pattern = spec.source.schema_pattern
+    found: Sequence[Any] = discover_tables(
+        adapter_settings(spec),
+        prefix=pattern.prefix,
+        separator=pattern.separator,
+        components=list(pattern.components),
+        catalog=spec.source.catalog,
+        tables=spec.source.tables,
+        credentials=Credentials(values=dict(credentials)),
+    )
+    return found
+
+
+class RejectedError(Exception):
+    """The run cannot start; ``reason`` is the condition reason."""
+
+    def __init__(self, reason: str, message: str, kind: str = "unknown") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.kind = kind
+
+
+async def prepare(worker: RunWorker) -> bool:
+    """Load the run; False when there is nothing (more) to do."""
+    try:
+        body = await worker.client.get_run(worker.namespace, worker.name)
+    except KubeError as exc:
+        if exc.status == 404:
+            return False
+        raise
+    meta = body.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return False
+    worker.uid = str(meta.get("uid") or "")
+    worker.generation = meta.get("generation")
+    try:
+        worker.status = RockyRunStatus.model_validate(body.get("status") or {})
+    except ValidationError:
+        worker.status = RockyRunStatus()
+    if worker.status.phase in FINISHED_PHASES:
+        return False
+    worker.written = body.get("status") or {}
+    now = worker.controller.clock()
+    worker.store = RunStore(worker.client, worker.namespace, worker.name, worker.uid)
+    try:
+        worker.spec = RockyRunSpec.model_validate(body.get("spec") or {})
+    except ValidationError as exc:
+        await reject(worker, RejectedError("InvalidSpec", _validation_message(exc)), now)
+        return False
+    try:
+        await check_secrets(worker, worker.spec)
+        plan = await worker.store.load_plan()
+        if plan is None:
+            pending = build_planning_status(
+                previous=worker.status, generation=worker.generation, now=now
+            )
+            await worker.client.patch_run_status(
+                worker.namespace, worker.name, status_document(pending)
+            )
+            worker.status = pending
+            plan = await make_plan(worker, worker.spec)
+            await worker.store.save_plan(*plan)
+    except RejectedError as rejected:
+        await reject(worker, rejected, now)
+        worker.spec = None
+        return False
+    worker.tables, worker.resumed = plan
+    worker.policy = RunPolicy.from_spec(worker.spec)
+    worker.journal = records.latest_attempts(await worker.store.load_journal())
+    started = worker.status.start_time
+    worker.start_time = datetime.fromisoformat(started.replace("Z", "+00:00")) if started else now
+    log.info(
+        "run %s/%s: %d tables planned, %d attempts recorded",
+        worker.namespace,
+        worker.name,
+        len(worker.tables),
+        len(worker.journal),
+    )
+    return True
+
+
+async def check_secrets(worker: RunWorker, spec: RockyRunSpec) -> None:
+    for ref in spec.adapter.secret_refs().values():
+        keys = await worker.client.secret_keys(worker.namespace, ref.name)
+        if keys is None:
+            raise RejectedError(
+                "SecretNotFound",
+                f"Secret {ref.name!r} (credentials of adapter.{spec.adapter.type}) does not "
+                f"exist in namespace {worker.namespace!r}",
+                "auth-failed",
+            )
+        if ref.key not in keys:
+            raise RejectedError(
+                "SecretKeyNotFound",
+                f"Secret {ref.name!r} has no key {ref.key!r} (credentials of "
+                f"adapter.{spec.adapter.type}; it has: {', '.join(sorted(keys)) or 'none'})",
+                "auth-failed",
+            )
+
+
+async def make_plan(worker: RunWorker, spec: RockyRunSpec) -> tuple[list[PlannedTable], list[str]]:
+    """Discover, filter and resume-narrow the tables; done once per run."""
+    credentials: dict[str, str] = {}
+    for env_name, ref in spec.adapter.secret_refs().items():
+        value = await worker.client.read_secret_value(worker.namespace, ref.name, ref.key)
+        if value is not None:
+            credentials[env_name] = value
+    loop = asyncio.get_running_loop()
+    try:
+        found = await asyncio.wait_for(
+            loop.run_in_executor(None, worker.controller.discover, spec, credentials),
+            timeout=worker.settings.discovery_timeout_seconds,
+        )
+    except TimeoutError as exc:
+        raise RejectedError(
+            "DiscoveryFailed",
+            f"table discovery took longer than {worker.settings.discovery_timeout_seconds:.0f} s",
+        ) from exc
+    except Exception as exc:  # discovery runs connector code: any failure ends the run
+        raise RejectedError(
+            "DiscoveryFailed",
+            f"table discovery failed: {_redact(exc, credentials)}",
+            "connection-failed",
+        ) from exc
+    tables = plan_tables(spec, found)
+    resumed: list[str] = []
+    if spec.resume_from:
+        tables, resumed = await narrow_for_resume(worker, spec, tables)
+    return tables, resumed
+
+
+async def narrow_for_resume(
+    worker: RunWorker, spec: RockyRunSpec, tables: list[PlannedTable]
+) -> tuple[list[PlannedTable], list[str]]:
+    assert spec.resume_from is not None
+    earlier = RunStore(worker.client, worker.namespace, spec.resume_from, "")
+    doc = await earlier.load_output()
+    if doc is None:
+        raise RejectedError(
+            "ResumeSourceNotFound",
+            f"resumeFrom: RockyRun {spec.resume_from!r} has no complete output in "
+            f"namespace {worker.namespace!r} (it does not exist or has not finished)",
+        )
+    copied = {table_key(m["asset_key"]) for m in doc.get("materializations") or []}
+    failed_kind = {
+        table_key(e["asset_key"]): str(e.get("failure_kind"))
+        for e in doc.get("errors") or []
+        if e.get("asset_key")
+    }
+    kinds = set(spec.resume_kinds or [])
+    keep: list[PlannedTable] = []
+    skipped: list[str] = []
+    for table in tables:
+        if table.key in copied or (kinds and failed_kind.get(table.key) not in kinds):
+            skipped.append("/".join(table.asset_key))
+        else:
+            keep.append(table)
+    return keep, skipped
+
+
+async def reject(worker: RunWorker, rejected: RejectedError, now: datetime) -> None:
+    """End a run that cannot start: Failed, exit code 1, a condition naming why."""
+    spec_filter = ""
+    output = build_failed_run_output(
+        rejected.message,
+        started_at=now,
+        finished_at=now,
+        filter=spec_filter,
+    )
+    status = build_rejected_status(
+        reason=rejected.reason,
+        message=rejected.message,
+        previous=worker.status,
+        generation=worker.generation,
+        now=now,
+        run_output=output,
+    )
+    if worker.store is not None and worker.uid:
+        names, size, digest = await worker.store.save_output(output)
+        status = status.model_copy(
+            update={"output": OutputRef(config_maps=names, bytes=size, sha256=digest)}
+        )
+    await worker.client.patch_run_status(worker.namespace, worker.name, status_document(status))
+    await worker.client.post_event(
+        namespace=worker.namespace,
+        run_name=worker.name,
+        run_uid=worker.uid,
+        event_type="Warning",
+        reason=rejected.reason,
+        message=rejected.message,
+    )
+    metrics = worker.controller.metrics
+    metrics.runs.labels(worker.namespace, "failure").inc()
+    log.info(
+        "run %s/%s rejected: %s: %s",
+        worker.namespace,
+        worker.name,
+        rejected.reason,
+        rejected.message,
+    )
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        text = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"spec.{where}: {text}" if where else f"spec: {text}")
+    return "; ".join(parts)
+
+
+def _redact(exc: BaseException, credentials: Mapping[str, str]) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    for value in credentials.values():
+        if value:
+            text = text.replace(value, "***")
+    return text[:2000]

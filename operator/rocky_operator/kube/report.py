@@ -1,0 +1,174 @@
+"""Reporting a run: metrics, Warning Events, the status (rate-limited), the final output.
+
+Status writes are limited to one per ``status_interval_seconds`` except on
+transitions (phase or condition changes); the final status carries the RunOutput
+reference saved by :class:`~rocky_operator.kube.store.RunStore`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import Counter
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from rocky_operator.api.status import OutputRef
+from rocky_operator.logic.decide import Attempt, AttemptState, Decision, TableState
+from rocky_operator.logic.run_output import build_run_output, run_status
+from rocky_operator.logic.status import build_status, status_document
+
+if TYPE_CHECKING:
+    from rocky_operator.kube.worker import RunWorker
+
+log = logging.getLogger(__name__)
+
+_TABLE_KEY = re.compile(r"\b[0-9a-f]{10}\b")
+
+
+def monotonic() -> float:
+    """The event loop's clock (status write rate limiting)."""
+    return asyncio.get_running_loop().time()
+
+
+def readable(worker: RunWorker, text: str) -> str:
+    """Table keys in a decision's reason replaced by the tables' asset keys."""
+    names = {t.key: "/".join(t.asset_key) for t in worker.tables}
+    return _TABLE_KEY.sub(lambda m: names.get(m.group(0), m.group(0)), text)
+
+
+def count(
+    worker: RunWorker,
+    new: Any,
+    before: Mapping[tuple[str, int], Attempt],
+    decision: Decision,
+) -> None:
+    """Metrics for what was recorded for the first time in this pass."""
+    metrics = worker.controller.metrics
+    ns = worker.namespace
+    for attempt in new:
+        if attempt.state is AttemptState.RUNNING:
+            if attempt.number > 1:
+                previous = worker.journal.get((attempt.table, attempt.number - 1))
+                kind = (previous.failure_kind if previous else None) or "unknown"
+                metrics.table_retries.labels(ns, str(kind)).inc()
+            continue
+        if attempt.state is AttemptState.FAILED:
+            metrics.table_failures.labels(ns, str(attempt.failure_kind or "unknown")).inc()
+        if attempt.finished_at:
+            seconds = (attempt.finished_at - attempt.started_at).total_seconds()
+            metrics.table_duration.observe(max(seconds, 0.0))
+        outcome = decision.outcomes.get(attempt.table)
+        if outcome is not None and outcome.attempts == attempt.number:
+            if outcome.state is TableState.COPIED:
+                metrics.tables.labels(ns, "copied").inc()
+            elif outcome.state is TableState.FAILED:
+                metrics.tables.labels(ns, "failed").inc()
+
+
+async def announce_failures(worker: RunWorker, new: Any, decision: Decision) -> None:
+    """One Warning event per failure_kind for tables that failed for good in this pass."""
+    by_kind: dict[str, list[str]] = {}
+    names = {t.key: "/".join(t.asset_key) for t in worker.tables}
+    for attempt in new:
+        outcome = decision.outcomes.get(attempt.table)
+        if (
+            attempt.state is AttemptState.FAILED
+            and outcome is not None
+            and outcome.state is TableState.FAILED
+            and outcome.attempts == attempt.number
+        ):
+            kind = str(attempt.failure_kind or "unknown")
+            by_kind.setdefault(kind, []).append(names.get(attempt.table, attempt.table))
+    for kind, tables in sorted(by_kind.items()):
+        shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+        await worker.client.post_event(
+            namespace=worker.namespace,
+            run_name=worker.name,
+            run_uid=worker.uid,
+            event_type="Warning",
+            reason="TablesFailed",
+            message=f"{len(tables)} table(s) failed with {kind}: {shown}",
+        )
+
+
+async def write_status(worker: RunWorker, decision: Decision, now: datetime) -> None:
+    assert worker.start_time is not None
+    status = build_status(
+        decision=decision,
+        attempts=list(worker.journal.values()),
+        resumed=len(worker.resumed),
+        previous=worker.status,
+        generation=worker.generation,
+        start_time=worker.start_time,
+        now=now,
+    )
+    doc = status_document(status)
+    if doc == worker.written:
+        worker.pending_write = False
+        return
+    transition = worker.status.phase != status.phase or {
+        c.type: c.status for c in worker.status.conditions
+    } != {c.type: c.status for c in status.conditions}
+    elapsed = monotonic() - worker.last_write
+    if not transition and elapsed < worker.settings.status_interval_seconds:
+        worker.pending_write = True
+        return
+    await worker.client.patch_run_status(worker.namespace, worker.name, doc)
+    worker.controller.status_writes += 1
+    worker.status, worker.written, worker.pending_write = status, doc, False
+    worker.last_write = monotonic()
+
+
+async def finish(worker: RunWorker, decision: Decision, now: datetime) -> None:
+    assert worker.spec is not None
+    assert worker.store is not None
+    assert worker.start_time is not None
+    full = build_run_output(
+        worker.tables,
+        decision.outcomes,
+        started_at=worker.start_time,
+        finished_at=now,
+        filter=worker.spec.filter,
+        resumed_from=worker.spec.resume_from,
+        concurrency=worker.spec.concurrency,
+        interrupted=False,
+    )
+    names, size, digest = await worker.store.save_output(full)
+    status = build_status(
+        decision=decision,
+        attempts=list(worker.journal.values()),
+        resumed=len(worker.resumed),
+        previous=worker.status,
+        generation=worker.generation,
+        start_time=worker.start_time,
+        now=now,
+        run_output=full,
+        output=OutputRef(config_maps=names, bytes=size, sha256=digest),
+    )
+    await worker.client.patch_run_status(worker.namespace, worker.name, status_document(status))
+    worker.controller.status_writes += 1
+    worker.status = status
+    metrics = worker.controller.metrics
+    counts = status.tables
+    outcome = run_status(counts.copied, counts.failed, counts.not_attempted)
+    metrics.tables.labels(worker.namespace, "skipped").inc(counts.not_attempted)
+    metrics.runs.labels(worker.namespace, outcome).inc()
+    metrics.run_duration.observe(max((now - worker.start_time).total_seconds(), 0.0))
+    kinds = Counter(status.failures)
+    detail = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    await worker.client.post_event(
+        namespace=worker.namespace,
+        run_name=worker.name,
+        run_uid=worker.uid,
+        event_type="Normal" if outcome == "success" else "Warning",
+        reason={
+            "success": "RunSucceeded",
+            "partial_failure": "RunPartiallyFailed",
+            "failure": "RunFailed",
+        }[outcome],
+        message=f"{status.message}" + (f" (failures: {detail})" if detail else ""),
+    )
+    log.info("run %s/%s finished: %s", worker.namespace, worker.name, status.message)

@@ -1,0 +1,37 @@
+"""The controller's knobs and the discovery callable it is given."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rocky_operator.api.spec import RockyRunSpec
+from rocky_operator.logic.pods import RunnerDefaults
+
+#: Discovery: (spec, credentials by env name) -> discovered tables (DiscoveredTable-like).
+Discover = Callable[[RockyRunSpec, Mapping[str, str]], Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    """Knobs of the controller; the defaults suit a cluster, tests shrink the times."""
+
+    batch_seconds: float = 1.0
+    """After a pod event, wait this long for more before a pass (coalescing)."""
+    status_interval_seconds: float = 5.0
+    """At most one status write per run per interval, except on transitions."""
+    resync_seconds: float = 30.0
+    """A pass at least this often, even without events (stuck pods, missed events)."""
+    keep_failed_pods: bool = False
+    """Keep the pods of failed attempts for debugging (their results are recorded)."""
+    stuck_grace_seconds: float = 120.0
+    """How long a pod may wait on an image pull or a missing Secret before it fails."""
+    discovery_timeout_seconds: float = 300.0
+    """Upper bound of table discovery; beyond it the run fails (exit code 1)."""
+    create_parallelism: int = 16
+    """Pod creations in flight at once."""
+    error_backoff_seconds: float = 5.0
+    """Delay before a pass is retried after an API error."""
+    runner_defaults: RunnerDefaults = field(default_factory=RunnerDefaults)
+    """Runner image and ServiceAccount for runs whose spec.runner names none."""

@@ -1,0 +1,209 @@
+"""One asyncio task per RockyRun, level-based: the pass that ties the phases together.
+
+Each pass of a run's task (:meth:`RunWorker.reconcile`) observes the run's pods
+(:mod:`~rocky_operator.kube.observe`), merges them with the run's journal (every
+attempt started and every result recorded), asks the decision core what to do,
+records what it is about to do in the journal, does it
+(:mod:`~rocky_operator.kube.act`: create / delete pods), and reports
+(:mod:`~rocky_operator.kube.report`: the status once, only when it changed). Before
+the first pass, :mod:`~rocky_operator.kube.prepare` validates and plans the run.
+Pod events only *wake* the task; it then waits ``batch_seconds`` so a burst of
+events becomes one pass, and status writes are further limited to one per
+``status_interval_seconds`` except on transitions (phase or condition changes).
+
+Restart safety comes from the order of writes: an attempt is journaled as started
+before its pod is created (so an attempt number is never reused), and a result is
+journaled before its pod is deleted (so no result is lost). A new operator process
+loads the plan and journal, adopts the pods it finds, and carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from rocky_operator.api.spec import RockyRunSpec
+from rocky_operator.api.status import RockyRunStatus
+from rocky_operator.kube.act import create_pods, delete_finished
+from rocky_operator.kube.client import KubeClient, KubeError
+from rocky_operator.kube.observe import observe
+from rocky_operator.kube.prepare import prepare
+from rocky_operator.kube.report import (
+    announce_failures,
+    count,
+    finish,
+    monotonic,
+    readable,
+    write_status,
+)
+from rocky_operator.kube.settings import ControllerSettings
+from rocky_operator.kube.store import RunStore
+from rocky_operator.logic.decide import Attempt, AttemptState, decide
+from rocky_operator.logic.pods import LABEL_RUN, PodSettings, aborted_attempt
+from rocky_operator.logic.policy import RunPolicy
+from rocky_operator.logic.tables import PlannedTable
+
+if TYPE_CHECKING:
+    from rocky_operator.kube.controller import Controller
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunWorker:
+    """The task that drives one RockyRun until it finishes."""
+
+    controller: Controller
+    namespace: str
+    name: str
+    wake_event: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    # set by prepare():
+    uid: str = ""
+    generation: int | None = None
+    spec: RockyRunSpec | None = None
+    policy: RunPolicy | None = None
+    tables: list[PlannedTable] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    journal: dict[tuple[str, int], Attempt] = field(default_factory=dict)
+    status: RockyRunStatus = field(default_factory=RockyRunStatus)
+    start_time: datetime | None = None
+    written: dict[str, Any] | None = None
+    last_write: float = 0.0
+    pending_write: bool = False
+    store: RunStore | None = None
+    passes: int = 0
+    requeue_at: datetime | None = None
+
+    @property
+    def client(self) -> KubeClient:
+        return self.controller.client
+
+    @property
+    def settings(self) -> ControllerSettings:
+        return self.controller.settings
+
+    def wake(self) -> None:
+        self.wake_event.set()
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    async def main(self) -> None:
+        delay = self.settings.error_backoff_seconds
+        active = False
+        try:
+            while True:
+                try:
+                    if self.spec is None:
+                        if not await prepare(self):
+                            return
+                        active = True
+                        self.controller.metrics.runs_active.labels(self.namespace).inc()
+                    if await self.reconcile():
+                        return
+                    delay = self.settings.error_backoff_seconds
+                    await self.sleep()
+                except KubeError as exc:
+                    log.warning(
+                        "run %s/%s: API error, retrying in %.0f s: %s",
+                        self.namespace,
+                        self.name,
+                        delay,
+                        exc,
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 60.0)
+                except Exception:  # the worker is a top level: never let a run stall silently
+                    log.exception(
+                        "run %s/%s: unexpected error, retrying in %.0f s",
+                        self.namespace,
+                        self.name,
+                        delay,
+                    )
+                    self.controller.errors += 1
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 60.0)
+        finally:
+            if active:
+                self.controller.metrics.runs_active.labels(self.namespace).dec()
+            self.controller.workers.pop((self.namespace, self.name), None)
+
+    async def sleep(self) -> None:
+        """Wait for a pod event (then coalesce), a retry time, a due status write or
+        the periodic resync, whichever comes first."""
+        now = self.controller.clock()
+        timeout = self.settings.resync_seconds
+        if self.requeue_at is not None:
+            timeout = min(timeout, max((self.requeue_at - now).total_seconds(), 0.0))
+        if self.pending_write:
+            due = self.last_write + self.settings.status_interval_seconds - monotonic()
+            timeout = min(timeout, max(due, 0.0))
+        try:
+            await asyncio.wait_for(self.wake_event.wait(), timeout=max(timeout, 0.0))
+        except TimeoutError:
+            return
+        await asyncio.sleep(self.settings.batch_seconds)
+        self.wake_event.clear()
+
+    async def reconcile(self) -> bool:
+        """One observe-decide-act-report pass; True when the run is finished."""
+        assert self.spec is not None
+        assert self.policy is not None
+        assert self.store is not None
+        self.passes += 1
+        now = self.controller.clock()
+        pods = await self.client.list_pods(self.namespace, {LABEL_RUN: self.name})
+        seen = observe(
+            pods,
+            self.journal,
+            {t.key for t in self.tables},
+            now,
+            PodSettings(stuck_grace_seconds=self.settings.stuck_grace_seconds),
+        )
+        attempts, new = seen.attempts, seen.new
+
+        keys = [t.key for t in self.tables]
+        decision = decide(keys, attempts.values(), self.policy, now)
+        if decision.abort:
+            for ident in decision.abort:
+                stopped = aborted_attempt(attempts[ident], decision.reason or "run stopped", now)
+                attempts[ident] = new[ident] = stopped
+            decision = decide(keys, attempts.values(), self.policy, now)
+        if decision.reason:
+            decision = replace(decision, reason=readable(self, decision.reason))
+        starts = [
+            Attempt(table=key, number=number, state=AttemptState.RUNNING, started_at=now)
+            for key, number in decision.start
+        ]
+        for attempt in starts:
+            new[(attempt.table, attempt.number)] = attempt
+
+        # 1. Record before acting: results before their pods go, starts before pods exist.
+        await self.store.append_journal(list(new.values()))
+        before = self.journal
+        self.journal = {**self.journal, **new}
+        count(self, new.values(), before, decision)
+        # 2. Act.
+        await create_pods(self, starts)
+        await delete_finished(self, seen.pod_names, decision)
+        # 3. Report.
+        log.debug(
+            "run %s/%s pass %d: %d pods, %d recorded, %d started, %d aborted",
+            self.namespace,
+            self.name,
+            self.passes,
+            len(pods),
+            len(new),
+            len(starts),
+            len(decision.abort),
+        )
+        self.requeue_at = decision.requeue_at
+        await announce_failures(self, new.values(), decision)
+        if decision.finished:
+            await finish(self, decision, now)
+            return True
+        await write_status(self, decision, now)
+        return False
