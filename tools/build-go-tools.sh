@@ -9,7 +9,13 @@
 # ~/.cache/rocky-operator/bin/<tool>-<version> and reused when present, so only the first
 # run on a machine pays for the build (helm ~2-4 min, promtool longer on 2 cores).
 #
-# Usage: tools/build-go-tools.sh [helm|promtool|monitoring-crd-check|all]   (default: all)
+# The Prometheus server (cmd/prometheus, same module and version as promtool) is built too: the
+# alerts e2e test scrapes a real operator with it and evaluates the shipped rules and dashboard
+# queries. argocd-lua-health (tools/argocd-lua-health/) runs the Argo CD health scripts in
+# gopher-lua set up the way Argo CD's util/lua sets it up.
+#
+# Usage: tools/build-go-tools.sh [helm|promtool|prometheus|monitoring-crd-check|argocd-lua-health|all]
+#        (default: all)
 # Prints one line per tool: "<tool> <path> (<built in Ns|cached>)".
 set -euo pipefail
 
@@ -80,9 +86,20 @@ case "$want" in
             "-X github.com/prometheus/common/version.Version=3.$((prom_minor - 300)).$prom_patch" \
             "remove_all_sd"
         ;;&
+    prometheus|all)
+        # The server, for the alerts e2e test: static scrape configs only (remove_all_sd), no
+        # embedded web UI (the test uses the HTTP API).
+        IFS=. read -r _ prom_minor prom_patch <<<"$PROMETHEUS_VERSION"
+        build prometheus "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION" \
+            "-X github.com/prometheus/common/version.Version=3.$((prom_minor - 300)).$prom_patch" \
+            "remove_all_sd"
+        ;;&
     monitoring-crd-check|all)
         build_module monitoring-crd-check "$here/monitoring-crd-check"
         ;;&
-    helm|promtool|monitoring-crd-check|all) ;;
-    *) echo "usage: $0 [helm|promtool|monitoring-crd-check|all]" >&2; exit 2 ;;
+    argocd-lua-health|all)
+        build_module argocd-lua-health "$here/argocd-lua-health"
+        ;;&
+    helm|promtool|prometheus|monitoring-crd-check|argocd-lua-health|all) ;;
+    *) echo "usage: $0 [helm|promtool|prometheus|monitoring-crd-check|argocd-lua-health|all]" >&2; exit 2 ;;
 esac

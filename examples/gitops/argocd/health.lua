@@ -1,13 +1,20 @@
 -- Argo CD health check for rocky.dev/RockyRun.
 --
 -- Healthy     the run finished and every table copied (phase Succeeded)
--- Progressing no status yet, status for an older generation, or not Complete (Pending/Running)
+-- Progressing no status yet, or not Complete (Pending/Running; also while the operator has not
+--             yet observed the latest generation of an unfinished run)
 -- Degraded    the run finished with failures (PartialFailure / Failed); the message counts
 --             failed tables per failure_kind, e.g. "PartialFailure: 8 of 12 tables copied;
 --             failed: 1 auth-failed, 2 not-found"
 --
--- The contract is the Complete condition; phase is the one-word summary. Written for Lua 5.1
--- (Argo CD runs gopher-lua); tests/consumers/test_argocd_health.py runs it under Lua 5.1.
+-- A finished run keeps its verdict whatever the generation: the spec is frozen with the plan,
+-- so an edit after the run finished is never applied (the message says so) and must not turn
+-- the run back to Progressing forever.
+--
+-- The contract is the Complete condition; phase is the one-word summary. Written for the Lua
+-- Argo CD gives a custom health check without useOpenLibs: gopher-lua (Lua 5.1) with only the
+-- base, table and package libraries and a restricted os, so no string or math library here.
+-- tests/consumers/test_argocd_health.py runs it in that setup (tools/argocd-lua-health).
 local hs = {}
 
 local function find_condition(status, ctype)
@@ -55,7 +62,7 @@ local function failures_by_kind(status)
   table.sort(kinds)
   local parts = {}
   for _, kind in ipairs(kinds) do
-    table.insert(parts, string.format("%d %s", counts[kind], kind))
+    table.insert(parts, tostring(counts[kind]) .. " " .. kind)
   end
   return table.concat(parts, ", ")
 end
@@ -68,7 +75,7 @@ local function tables_summary(status)
     copied = num(status.runOutput.tables_copied)
     planned = copied + num(status.runOutput.tables_failed) + num(status.runOutput.tables_skipped)
   end
-  return string.format("%d of %d tables copied", copied, planned)
+  return tostring(copied) .. " of " .. tostring(planned) .. " tables copied"
 end
 
 local status = obj.status
@@ -78,23 +85,39 @@ if status == nil then
   return hs
 end
 
+local phase = status.phase or "Pending"
+local complete = find_condition(status, "Complete")
+local finished = (complete ~= nil and complete.status == "True") or phase == "Failed"
+    or phase == "Succeeded" or phase == "PartialFailure"
+
 local generation = obj.metadata and obj.metadata.generation
-if generation ~= nil and status.observedGeneration ~= nil
-    and num(status.observedGeneration) < num(generation) then
+local stale = generation ~= nil and status.observedGeneration ~= nil
+    and num(status.observedGeneration) < num(generation)
+
+-- The note a finished run carries when its spec was edited afterwards.
+local function edited_note()
+  local ignored = find_condition(status, "SpecChangedIgnored")
+  if ignored ~= nil and ignored.status == "True" then
+    return "; spec edit ignored: " .. (ignored.message or "the spec is frozen with the plan")
+  end
+  if stale then
+    return "; spec edited after the run was planned (generation " .. tostring(generation)
+        .. ") is not applied"
+  end
+  return ""
+end
+
+if not finished and stale then
   hs.status = "Progressing"
   hs.message = "Waiting for the operator to observe generation " .. tostring(generation)
   return hs
 end
 
-local phase = status.phase or "Pending"
-local complete = find_condition(status, "Complete")
-local finished = complete ~= nil and complete.status == "True"
-
-if finished or phase == "Failed" then
+if finished then
   local failed = failures_by_kind(status)
   if phase == "Succeeded" and failed == "" then
     hs.status = "Healthy"
-    hs.message = "Succeeded: " .. tables_summary(status)
+    hs.message = "Succeeded: " .. tables_summary(status) .. edited_note()
     return hs
   end
   hs.status = "Degraded"
@@ -105,7 +128,7 @@ if finished or phase == "Failed" then
   if failed == "" and complete ~= nil and complete.message ~= nil and complete.message ~= "" then
     message = message .. "; " .. complete.message
   end
-  hs.message = message
+  hs.message = message .. edited_note()
   return hs
 end
 
@@ -113,10 +136,10 @@ hs.status = "Progressing"
 local t = status.tables or {}
 local message = phase .. ": " .. tables_summary(status)
 if num(t.running) > 0 then
-  message = message .. ", " .. string.format("%d running", num(t.running))
+  message = message .. ", " .. tostring(num(t.running)) .. " running"
 end
 if num(t.waitingRetry) > 0 then
-  message = message .. ", " .. string.format("%d waiting to retry", num(t.waitingRetry))
+  message = message .. ", " .. tostring(num(t.waitingRetry)) .. " waiting to retry"
 end
 hs.message = message
 return hs
