@@ -63,8 +63,11 @@ def test_clean_run_copies_every_filtered_table(tmp_path: Path) -> None:
 
 
 def test_concurrency_bound_is_respected_and_used(tmp_path: Path) -> None:
-    """Each runner process logs its start and end; at most `concurrency` overlap."""
-    schemas = {"src__acme__shop": [f"t{i}" for i in range(7)]}
+    """Each runner process logs its start and end; at most `concurrency` overlap.
+
+    One tenant per table, so every table has its own target file (tables of one
+    DuckDB file take turns, see test_accounting.py)."""
+    schemas = {f"src__t{i}__shop": ["orders"] for i in range(7)}
     warehouse = build_warehouse(tmp_path / "w.duckdb", schemas)
     events = tmp_path / "events.log"
     command = wrapper_script(
@@ -92,8 +95,8 @@ def test_concurrency_bound_is_respected_and_used(tmp_path: Path) -> None:
 
 def test_fail_fast_aborts_the_running_runner_and_leaves_the_rest(tmp_path: Path) -> None:
     """Table a fails at once (exit 12, no result); b's runner is waiting for a lock
-    and must be stopped by SIGTERM, not waited for; c and d never start."""
-    schemas = {"src__acme__shop": ["a", "b", "c", "d"]}
+    and must be stopped by SIGTERM, not waited for; c and d (same target file as a) never start."""
+    schemas = {"src__acme__shop": ["a", "c", "d"], "src__globex__shop": ["b"]}
     warehouse = build_warehouse(tmp_path / "w.duckdb", schemas)
     command = wrapper_script(
         tmp_path / "runner.sh",
@@ -102,7 +105,7 @@ def test_fail_fast_aborts_the_running_runner_and_leaves_the_rest(tmp_path: Path)
     doc = manifest_doc(warehouse, failFast=True, concurrency=2)
     manifest = write_manifest(tmp_path / "run.yaml", doc)
     # b's target file is locked by us: its runner waits (lockTimeoutSeconds 30).
-    blocker = tmp_path / "acme_wh.duckdb"
+    blocker = tmp_path / "globex_wh.duckdb"
     with contextlib.closing(duckdb.connect(str(blocker))):
         began = time.monotonic()
         result = run(manifest, LocalOptions(runner_command=command, grace_seconds=10))
@@ -113,7 +116,7 @@ def test_fail_fast_aborts_the_running_runner_and_leaves_the_rest(tmp_path: Path)
     validate_output(out)
     assert result.kinds() == {
         "duckdb/acme/shop/a": "query-rejected",  # from exit code 12, no result file
-        "duckdb/acme/shop/b": "transient",  # the runner's own answer to SIGTERM
+        "duckdb/globex/shop/b": "transient",  # the runner's own answer to SIGTERM
     }
     contained = {c["model"]: c for c in out["contained"]}
     assert set(contained) == {"duckdb/acme/shop/c", "duckdb/acme/shop/d"}

@@ -36,6 +36,7 @@ from rocky_operator.logic.decide import TERMINAL_STATES, Attempt, AttemptState, 
 from rocky_operator.logic.policy import RunPolicy
 from rocky_operator.logic.run_output import build_failed_run_output, build_run_output, exit_code
 from rocky_operator.logic.tables import PlannedTable, adapter_settings, attempt_name, plan_tables
+from rocky_operator.logic.write_groups import write_groups
 from rocky_runner.contract import FailureKind
 
 Clock = Callable[[], datetime]
@@ -147,6 +148,7 @@ class _Loop:
         self.tables = {t.key: t for t in tables}
         self.order = [t.key for t in tables]
         self.policy = RunPolicy.from_spec(manifest.spec)
+        self.files = write_groups(tables)
         self.options = options
         self.reporter = reporter
         self.work_dir = work_dir
@@ -254,6 +256,7 @@ class _Loop:
                         self.policy,
                         now,
                         cancelled=decided_cancelled,
+                        files=self.files,
                     )
                     self._report(ended, decision)
                     if decision.finished:

@@ -23,6 +23,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from rocky_operator.logic.policy import RunPolicy, backoff_delay
+from rocky_operator.logic.write_groups import FileAccess, FileLocks
 from rocky_runner.contract import FailureKind, TableResult
 
 
@@ -192,12 +193,17 @@ def decide(
     now: datetime,
     *,
     cancelled: bool = False,
+    files: Mapping[str, FileAccess] | None = None,
 ) -> Decision:
     """Decide what happens next in a run.
 
     ``tables`` are the table keys of the run in start order; ``attempts`` every
     attempt observed so far (any order, repeats allowed). Running attempts count
     against ``policy.concurrency``; due retries go first, then new tables in order.
+
+    ``files`` (:func:`~rocky_operator.logic.write_groups.write_groups`) says which
+    database files each table locks: a table whose files conflict with a running one
+    (one writer per DuckDB file) waits, and the tables after it may start instead.
     """
     order = list(dict.fromkeys(tables))
     position = {key: i for i, key in enumerate(order)}
@@ -274,6 +280,10 @@ def decide(
                         error=note,
                     )
         slots = max(policy.concurrency - len(running), 0)
+        access = files or {}
+        locks = FileLocks()
+        for key, _number in running:
+            locks.take(access.get(key))
         due = sorted(
             (
                 o
@@ -288,6 +298,9 @@ def decide(
         for outcome in [*due, *fresh]:
             if len(start) >= slots:
                 break
+            if not locks.is_free_for(access.get(outcome.table)):
+                continue  # its write group is busy: wait for the file's writer to end
+            locks.take(access.get(outcome.table))
             number = outcome.attempts + 1
             start.append((outcome.table, number))
             outcomes[outcome.table] = TableOutcome(
