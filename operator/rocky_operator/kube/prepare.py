@@ -79,7 +79,8 @@ async def prepare(worker: RunWorker) -> bool:
     if meta.get("deletionTimestamp"):
         return False
     worker.uid = str(meta.get("uid") or "")
-    worker.generation = meta.get("generation")
+    generation = meta.get("generation")
+    worker.generation = _latest(worker.generation, generation)
     try:
         worker.status = RockyRunStatus.model_validate(body.get("status") or {})
     except ValidationError:
@@ -89,29 +90,52 @@ async def prepare(worker: RunWorker) -> bool:
     worker.written = body.get("status") or {}
     now = worker.controller.clock()
     worker.store = RunStore(worker.client, worker.namespace, worker.name, worker.uid)
-    try:
-        worker.spec = RockyRunSpec.model_validate(body.get("spec") or {})
-    except ValidationError as exc:
-        await reject(worker, RejectedError("InvalidSpec", _validation_message(exc)), now)
-        return False
-    try:
-        await check_secrets(worker, worker.spec)
-        plan = await worker.store.load_plan()
-        if plan is None:
+    raw_spec = body.get("spec") or {}
+    plan = await worker.store.load_plan()
+    if plan is not None and plan.spec is not None:
+        # Planned before (an earlier life of this operator): only the frozen copy counts;
+        # the current spec is never validated again (an edit is reported, not applied).
+        try:
+            worker.spec = RockyRunSpec.model_validate(plan.spec)
+        except ValidationError as exc:  # only if a newer model refuses an older spec
+            await reject(
+                worker,
+                RejectedError(
+                    "InvalidSpec", "the spec frozen with the plan: " + _validation_message(exc)
+                ),
+                now,
+            )
+            worker.spec = None
+            return False
+        worker.spec_generation = plan.generation
+    else:
+        try:
+            worker.spec = RockyRunSpec.model_validate(raw_spec)
+        except ValidationError as exc:
+            await reject(worker, RejectedError("InvalidSpec", _validation_message(exc)), now)
+            return False
+        worker.spec_generation = generation
+    if plan is None:
+        try:
+            await check_secrets(worker, worker.spec)
             pending = build_planning_status(
-                previous=worker.status, generation=worker.generation, now=now
+                previous=worker.status, generation=worker.spec_generation, now=now
             )
             await worker.client.patch_run_status(
                 worker.namespace, worker.name, status_document(pending)
             )
             worker.status = pending
-            plan = await make_plan(worker, worker.spec)
-            await worker.store.save_plan(*plan)
-    except RejectedError as rejected:
-        await reject(worker, rejected, now)
-        worker.spec = None
-        return False
-    worker.tables, worker.resumed = plan
+            tables, resumed = await make_plan(worker, worker.spec)
+            await worker.store.save_plan(
+                tables, resumed, spec=raw_spec, generation=worker.spec_generation
+            )
+        except RejectedError as rejected:
+            await reject(worker, rejected, now)
+            worker.spec = None
+            return False
+        worker.tables, worker.resumed = tables, resumed
+    else:
+        worker.tables, worker.resumed = plan.tables, plan.resumed
     worker.policy = RunPolicy.from_spec(worker.spec)
     worker.journal = records.latest_attempts(await worker.store.load_journal())
     started = worker.status.start_time
@@ -166,7 +190,7 @@ async def make_plan(worker: RunWorker, spec: RockyRunSpec) -> tuple[list[Planned
     except Exception as exc:  # discovery runs connector code: any failure ends the run
         raise RejectedError(
             "DiscoveryFailed",
-            f"table discovery failed: {_redact(exc, credentials)}",
+            f"table discovery failed: {redact_exception(exc, credentials)}",
             "connection-failed",
         ) from exc
     tables = plan_tables(spec, found)
@@ -247,6 +271,12 @@ async def reject(worker: RunWorker, rejected: RejectedError, now: datetime) -> N
     )
 
 
+def _latest(seen: int | None, current: Any) -> int | None:
+    """The higher of two ``metadata.generation`` values (either may be unknown)."""
+    numbers = [g for g in (seen, current) if isinstance(g, int)]
+    return max(numbers) if numbers else None
+
+
 def _validation_message(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors()[:5]:
@@ -256,9 +286,11 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _redact(exc: BaseException, credentials: Mapping[str, str]) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    for value in credentials.values():
-        if value:
-            text = text.replace(value, "***")
-    return text[:2000]
+def redact_exception(exc: BaseException, credentials: Mapping[str, str]) -> str:
+    """The exception as one message without any form or fragment of a credential: the
+    runner's redactor (``rocky_runner.redact``), so operator and runner agree."""
+    from rocky_runner.redact import Redactor
+
+    # Redact before cutting: a cut first could leave a fragment the redactor still sees,
+    # but a cut after redaction can never create one.
+    return Redactor(credentials.values())(f"{type(exc).__name__}: {exc}")[:2000]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import tempfile
@@ -24,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from rocky_operator.local.fork import ForkServer
+from rocky_operator.local.journal import Journal, default_journal_path
 from rocky_operator.local.manifest import Manifest, ManifestError, load_manifest, localize
 from rocky_operator.local.process import (
     DEFAULT_GRACE_SECONDS,
@@ -32,7 +35,14 @@ from rocky_operator.local.process import (
 )
 from rocky_operator.local.progress import Reporter
 from rocky_operator.local.resume import PreviousRun, load_previous, parse_kinds, select_tables
-from rocky_operator.logic.decide import TERMINAL_STATES, Attempt, AttemptState, Decision, decide
+from rocky_operator.logic.decide import (
+    TERMINAL_STATES,
+    Attempt,
+    AttemptState,
+    Decision,
+    TableOutcome,
+    decide,
+)
 from rocky_operator.logic.policy import RunPolicy
 from rocky_operator.logic.run_output import build_failed_run_output, build_run_output, exit_code
 from rocky_operator.logic.tables import PlannedTable, adapter_settings, attempt_name, plan_tables
@@ -62,8 +72,18 @@ class LocalOptions:
     """Keep each attempt's runner log and result file here; default: a temp dir, removed."""
     grace_seconds: float = DEFAULT_GRACE_SECONDS
     """SIGTERM -> SIGKILL delay for aborted runners, in seconds."""
-    poll_seconds: float = 0.05
-    """How often running processes are polled, in seconds."""
+    poll_seconds: float = 0.25
+    """Longest wait between two looks at the runners, in seconds. The loop wakes at
+    once when a runner ends (fork server report or pidfd), so this bounds only how
+    late a Ctrl-C or a process without a pidfd is noticed."""
+    journal: Path | None = None
+    """Where each table's final result is appended as soon as it is known (``--journal``);
+    default :func:`~rocky_operator.local.journal.default_journal_path` of the run name.
+    ``--resume-from`` accepts it, so a killed run can be resumed."""
+    fork_server: bool = True
+    """Fork each runner from one warm runner process per run (its interpreter start and
+    imports paid once; each table still in a process of its own). Only with the default
+    ``runner_command``; False: a new interpreter per table (``--no-fork-server``)."""
 
 
 def _runner_env(manifest: Manifest) -> dict[str, str]:
@@ -76,11 +96,12 @@ def _runner_env(manifest: Manifest) -> dict[str, str]:
     return env
 
 
-def _redactor() -> Callable[[str], str]:
-    """Secret values of our environment (the runners' credentials) masked in messages."""
+def _redactor(manifest: Manifest) -> Callable[[str], str]:
+    """The runner's redactor (every form and fragment of a secret) over the runners'
+    credentials: our environment's and the manifest's literal ``spec.runner.env``."""
     from rocky_runner.redact import Redactor
 
-    return Redactor.from_env(os.environ)
+    return Redactor.from_env({**os.environ, **_runner_env(manifest)})
 
 
 def discovery_failure_kind(exc: BaseException) -> FailureKind:
@@ -143,6 +164,7 @@ class _Loop:
         reporter: Reporter,
         work_dir: Path,
         clock: Clock,
+        journal: Journal | None = None,
     ) -> None:
         self.manifest = manifest
         self.tables = {t.key: t for t in tables}
@@ -160,6 +182,34 @@ class _Loop:
         self._settled: set[str] = set()
         self._ended: list[Attempt] = []
         self._reason: str | None = None
+        self.journal = journal
+        self._journaled: set[str] = set()
+        self.server: ForkServer | None = None
+        self._use_server = options.fork_server and (
+            tuple(options.runner_command) == DEFAULT_RUNNER_COMMAND
+        )
+
+    def _fork_server(self) -> ForkServer | None:
+        """The run's fork server, started on first use (again if it died); None: spawn
+        a new interpreter per attempt (another runner command, or no server could start)."""
+        if not self._use_server:
+            return None
+        if self.server is not None and not self.server.alive:
+            self.server.close()
+            self.server = None
+        if self.server is None:
+            adapter = str(self.manifest.spec.adapter.type)
+            try:
+                self.server = ForkServer.start(
+                    adapters=[adapter],
+                    log_path=self.work_dir / "forkserver.log",
+                    env={**os.environ, **self.env},
+                )
+            except OSError as exc:
+                self._use_server = False
+                self.reporter.line(f"fork server unavailable ({exc}); one process per table")
+                return None
+        return self.server
 
     def label(self, key: str) -> str:
         return "/".join(self.tables[key].asset_key)
@@ -186,9 +236,27 @@ class _Loop:
             if outcome.state in TERMINAL_STATES and key not in self._settled:
                 self._settled.add(key)
                 self.reporter.table_settled()
+        if self.journal is not None:
+            for key, outcome in decision.outcomes.items():
+                if outcome.state in TERMINAL_STATES and key not in self._journaled:
+                    self._journaled.add(key)
+                    self._journal(key, outcome)
         if decision.reason and decision.reason != self._reason:
             self._reason = decision.reason
             self.reporter.halted(decision.reason)
+
+    def _journal(self, key: str, outcome: TableOutcome) -> None:
+        assert self.journal is not None
+        last = self.attempts.get((key, outcome.attempts))
+        result = last.result if last is not None else None
+        self.journal.table(
+            self.tables[key].asset_key,
+            str(outcome.state),
+            attempts=outcome.attempts,
+            failure_kind=str(outcome.failure_kind) if outcome.failure_kind else None,
+            error=outcome.error,
+            rows_copied=result.rows_copied if result is not None else None,
+        )
 
     def _act(self, decision: Decision) -> None:
         for key in decision.abort:
@@ -206,6 +274,7 @@ class _Loop:
                     now=now,
                     command=self.options.runner_command,
                     extra_env=self.env,
+                    server=self._fork_server(),
                 )
             except OSError as exc:
                 # Like a pod whose image cannot be pulled: the attempt fails as unknown.
@@ -264,11 +333,32 @@ class _Loop:
                     self._act(decision)
                     if self._ended:
                         continue  # a runner could not start: decide again at once
-                time.sleep(self.options.poll_seconds)
+                self._wait(decision.requeue_at)
+
+    def _wait(self, requeue_at: datetime | None) -> None:
+        """Sleep until a runner may have ended, a retry or a SIGKILL is due, or at most
+        ``poll_seconds``."""
+        timeout = self.options.poll_seconds
+        if requeue_at is not None:
+            timeout = min(timeout, (requeue_at - self.clock()).total_seconds())
+        kill_times = [p.kill_at for p in self.processes.values() if p.kill_at is not None]
+        if kill_times:
+            timeout = min(timeout, min(kill_times) - time.monotonic())
+        timeout = max(timeout, 0.0)
+        fds = {p.wait_fd() for p in self.processes.values()}
+        if not self.processes or None in fds:
+            # Nothing to wait on (or a process without a pidfd): look again shortly.
+            time.sleep(min(timeout, 0.05) if self.processes else timeout)
+            return
+        with contextlib.suppress(InterruptedError):
+            select.select([fd for fd in fds if fd is not None], [], [], timeout)
 
     def close(self) -> None:
         for proc in self.processes.values():
             proc.close()
+        if self.server is not None:
+            self.server.close()
+            self.server = None
 
 
 def execute(
@@ -288,7 +378,7 @@ def execute(
         planned = discover(manifest)
     except Exception as exc:  # the run's boundary: any discovery failure ends it as a failure
         kind = discovery_failure_kind(exc)
-        message = _redactor()(f"discovery failed: {type(exc).__name__}: {exc}")
+        message = _redactor(manifest)(f"discovery failed: {type(exc).__name__}: {exc}")
         doc = build_failed_run_output(
             message,
             started_at=started,
@@ -314,8 +404,11 @@ def execute(
 
     work_dir = options.logs_dir or Path(tempfile.mkdtemp(prefix=f"rocky-local-{manifest.name}-"))
     work_dir.mkdir(parents=True, exist_ok=True)
-    loop = _Loop(manifest, planned, options, reporter, work_dir, clock)
+    journal = _open_journal(manifest, options, started, previous, reporter)
+    loop = _Loop(manifest, planned, options, reporter, work_dir, clock, journal)
     reporter.start(manifest.name, len(planned), spec.concurrency, note)
+    if journal is not None:
+        reporter.line(f"journal (--resume-from it after a crash): {journal.path}")
     try:
         decision = loop.run()
     finally:
@@ -334,10 +427,46 @@ def execute(
         interrupted=loop.cancelled,
     )
     _print_output(doc, stdout)
+    if journal is not None:
+        journal.finish(str(doc["status"]))
+        journal.close()
     reporter.summary(doc)
     if options.logs_dir is not None:
         reporter.line(f"runner logs and result files: {options.logs_dir}")
     return exit_code(doc["status"])
+
+
+def _open_journal(
+    manifest: Manifest,
+    options: LocalOptions,
+    started: datetime,
+    previous: PreviousRun | None,
+    reporter: Reporter,
+) -> Journal | None:
+    """The run's journal; at the default location a failure to create it is a warning
+    (the run goes on without one); an explicit ``--journal`` was checked up front."""
+    path = options.journal or default_journal_path(manifest.name)
+    try:
+        return Journal.create(
+            path,
+            run_name=manifest.name,
+            started_at=started,
+            resumed_from=previous.source if previous else None,
+            carried_copied=previous.copied if previous else (),
+        )
+    except OSError as exc:
+        reporter.line(f"rocky-operator: no journal (cannot write {path}: {exc.strerror or exc})")
+        return None
+
+
+def _check_writable(path: Path) -> None:
+    """``--journal PATH`` must be writable before anything runs (exit 1 otherwise)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise ManifestError(f"--journal {path}: cannot write: {exc.strerror or exc}") from None
 
 
 def _print_output(doc: Mapping[str, Any], stdout: TextIO) -> None:
@@ -375,6 +504,8 @@ def run_local(
                 f"{manifest.spec.resume_from!r}, which a local run cannot read; "
                 "pass its RunOutput with --resume-from PREVIOUS.json"
             )
+        if options.journal is not None:
+            _check_writable(options.journal)
     except ManifestError as exc:
         stderr.write(f"rocky-operator: {exc}\n")
         stderr.flush()
