@@ -139,6 +139,11 @@ def test_defaults_operator_deployment(render: Render) -> None:
         "--all-namespaces",
         "--metrics-port=8080",
         f"--runner-image={container['image']}",
+        "--runner-allowed-images=",
+        "--runner-allowed-service-accounts=rocky-runner",
+        "--runner-allowed-volume-types=persistentVolumeClaim,configMap,secret,emptyDir",
+        "--runner-allowed-mount-paths=/data,/mnt,/srv,/var/lib/rocky",
+        "--runner-allowed-env-sources=value,secretKeyRef,configMapKeyRef",
     ]  # cluster-wide: no --runner-service-account (that account is only in the release ns)
     assert "resources" not in container
     assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]

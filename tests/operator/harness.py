@@ -33,6 +33,7 @@ from rocky_operator.api.spec import API_GROUP, API_VERSION, PLURAL
 from rocky_operator.kube.controller import ControllerSettings
 from rocky_operator.kube.runtime import Runtime
 from rocky_operator.logic.pods import LABEL_RUN
+from rocky_operator.logic.runner_policy import ENV_SOURCES, RunnerPolicy
 from rocky_runner.contract import (
     EXIT_CODE_BY_KIND,
     FailureKind,
@@ -42,7 +43,19 @@ from rocky_runner.contract import (
 
 JSON = dict[str, Any]
 
+#: The scenarios use made-up images and commands (the fake kubelet runs none of them), so
+#: their runner policy allows every choice; tests/security checks the default policy.
+ALLOW_ALL_RUNNERS = RunnerPolicy(
+    images=("*",),
+    service_accounts=("*",),
+    allow_command_override=True,
+    volume_types=("*",),
+    mount_paths=("*",),
+    env_sources=ENV_SOURCES,
+)
+
 FAST = ControllerSettings(
+    runner_policy=ALLOW_ALL_RUNNERS,
     batch_seconds=0.05,
     status_interval_seconds=0.3,
     resync_seconds=0.5,
@@ -203,6 +216,13 @@ class Cluster:
         if run is None:
             return items
         return [p for p in items if (p["metadata"].get("labels") or {}).get(LABEL_RUN) == run]
+
+    async def wait_pods_gone(self, run: str, *, deadline_seconds: float = 30.0) -> list[JSON]:
+        """The run's pods once none is left (or, past the deadline, those still there)."""
+        deadline = time.monotonic() + deadline_seconds
+        while (left := await self.pods(run)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return left
 
     async def config_maps(self) -> list[JSON]:
         doc = await self.api.get(f"/api/v1/namespaces/{self.namespace}/configmaps")

@@ -207,6 +207,17 @@ def start_process(
     return BackgroundProcess(popen, log)
 
 
+#: Environment of an operator whose runner policy allows every choice.
+ALLOW_ALL_RUNNERS_ENV = {
+    "ROCKY_RUNNER_ALLOWED_IMAGES": "*",
+    "ROCKY_RUNNER_ALLOWED_SERVICE_ACCOUNTS": "*",
+    "ROCKY_RUNNER_ALLOW_COMMAND_OVERRIDE": "true",
+    "ROCKY_RUNNER_ALLOWED_VOLUME_TYPES": "*",
+    "ROCKY_RUNNER_ALLOWED_MOUNT_PATHS": "*",
+    "ROCKY_RUNNER_ALLOWED_ENV_SOURCES": "*",
+}
+
+
 class OperatorProcess:
     """`rocky-operator run` as a process watching one namespace, restartable."""
 
@@ -222,7 +233,9 @@ class OperatorProcess:
         self.namespace = namespace
         self.log = log
         self.extra_args = extra_args
-        self.env = dict(env or {})
+        # The e2e runs replace the runner command (the node agent runs it as a local
+        # process): allowed here; tests/security starts operators with the default policy.
+        self.env = {**ALLOW_ALL_RUNNERS_ENV, **(env or {})}
         self.port = free_port()
         self.proc: BackgroundProcess | None = None
 

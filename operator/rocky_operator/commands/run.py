@@ -9,6 +9,13 @@ import os
 import sys
 
 from rocky_operator.logic.pods import DEFAULT_RUNNER_IMAGE, RunnerDefaults
+from rocky_operator.logic.runner_policy import (
+    DEFAULT_ENV_SOURCES,
+    DEFAULT_MOUNT_PATHS,
+    ENV_SOURCES,
+    SAFE_VOLUME_TYPES,
+    RunnerPolicy,
+)
 
 HELP = "start the Kubernetes controller"
 
@@ -67,8 +74,79 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="ServiceAccount of runner pods whose spec.runner.serviceAccountName is unset "
         "(env ROCKY_RUNNER_SERVICE_ACCOUNT; default: the namespace's default)",
     )
+    add_policy_arguments(parser)
     parser.add_argument("--context", default=None, help="kubeconfig context (outside a cluster)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+
+
+def _list(env_name: str, default: tuple[str, ...] = ()) -> list[str]:
+    raw = os.environ.get(env_name)
+    return default_list(raw) if raw is not None else list(default)
+
+
+def default_list(raw: str) -> list[str]:
+    """A comma-separated option value as a list (blank items dropped)."""
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
+    """The runner policy (logic/runner_policy.py): what a RockyRun may choose about its
+    pods. Each list is comma-separated; the chart sets them from ``runnerPolicy``."""
+    group = parser.add_argument_group("runner policy (set by the cluster admin)")
+    group.add_argument(
+        "--runner-allowed-images",
+        type=default_list,
+        default=_list("ROCKY_RUNNER_ALLOWED_IMAGES"),
+        help="images a run may name besides --runner-image: repositories (any tag), "
+        "prefixes ending in '/', exact images with @sha256:, or '*' "
+        "(env ROCKY_RUNNER_ALLOWED_IMAGES; default: none)",
+    )
+    group.add_argument(
+        "--runner-allowed-service-accounts",
+        type=default_list,
+        default=_list("ROCKY_RUNNER_ALLOWED_SERVICE_ACCOUNTS"),
+        help="ServiceAccounts a run may name besides --runner-service-account, or '*' "
+        "(env ROCKY_RUNNER_ALLOWED_SERVICE_ACCOUNTS; default: none)",
+    )
+    group.add_argument(
+        "--runner-allow-command-override",
+        action="store_true",
+        default=os.environ.get("ROCKY_RUNNER_ALLOW_COMMAND_OVERRIDE", "").lower() == "true",
+        help="let runs replace the runner command and set code-changing variables "
+        "(PYTHON*, LD_*, PATH) (env ROCKY_RUNNER_ALLOW_COMMAND_OVERRIDE=true)",
+    )
+    group.add_argument(
+        "--runner-allowed-volume-types",
+        type=default_list,
+        default=_list("ROCKY_RUNNER_ALLOWED_VOLUME_TYPES", SAFE_VOLUME_TYPES),
+        help="volume sources a run may declare "
+        f"(env ROCKY_RUNNER_ALLOWED_VOLUME_TYPES; default {','.join(SAFE_VOLUME_TYPES)})",
+    )
+    group.add_argument(
+        "--runner-allowed-mount-paths",
+        type=default_list,
+        default=_list("ROCKY_RUNNER_ALLOWED_MOUNT_PATHS", DEFAULT_MOUNT_PATHS),
+        help="roots under which a run may mount volumes, or '*' "
+        f"(env ROCKY_RUNNER_ALLOWED_MOUNT_PATHS; default {','.join(DEFAULT_MOUNT_PATHS)})",
+    )
+    group.add_argument(
+        "--runner-allowed-env-sources",
+        type=default_list,
+        default=_list("ROCKY_RUNNER_ALLOWED_ENV_SOURCES", DEFAULT_ENV_SOURCES),
+        help=f"sources of extra runner variables, of {','.join(ENV_SOURCES)} "
+        f"(env ROCKY_RUNNER_ALLOWED_ENV_SOURCES; default {','.join(DEFAULT_ENV_SOURCES)})",
+    )
+
+
+def runner_policy(args: argparse.Namespace) -> RunnerPolicy:
+    return RunnerPolicy(
+        images=tuple(args.runner_allowed_images),
+        service_accounts=tuple(args.runner_allowed_service_accounts),
+        allow_command_override=bool(args.runner_allow_command_override),
+        volume_types=tuple(args.runner_allowed_volume_types),
+        mount_paths=tuple(args.runner_allowed_mount_paths),
+        env_sources=tuple(args.runner_allowed_env_sources),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
             runner_defaults=RunnerDefaults(
                 image=args.runner_image, service_account_name=args.runner_service_account
             ),
+            runner_policy=runner_policy(args),
         ),
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port or None,

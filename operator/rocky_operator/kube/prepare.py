@@ -23,6 +23,7 @@ from rocky_operator.kube.store import RunStore
 from rocky_operator.logic import records
 from rocky_operator.logic.policy import RunPolicy
 from rocky_operator.logic.run_output import build_failed_run_output
+from rocky_operator.logic.runner_policy import check_runner_policy, policy_message
 from rocky_operator.logic.status import (
     build_planning_status,
     build_rejected_status,
@@ -115,6 +116,14 @@ async def prepare(worker: RunWorker) -> bool:
             await reject(worker, RejectedError("InvalidSpec", _validation_message(exc)), now)
             return False
         worker.spec_generation = generation
+    violations = check_runner_policy(
+        worker.spec.runner, worker.settings.runner_policy, worker.settings.runner_defaults
+    )
+    if violations:  # before Secrets and discovery: no pod of any kind for this run
+        rejected = RejectedError("RunnerPolicyViolation", policy_message(violations))
+        await reject(worker, rejected, now)
+        worker.spec = None
+        return False
     if plan is None:
         try:
             await check_secrets(worker, worker.spec)

@@ -8,6 +8,7 @@ from typing import Any
 
 from rocky_operator.api.spec import RockyRunSpec
 from rocky_operator.logic.pods import RunnerDefaults
+from rocky_operator.logic.runner_policy import RunnerPolicy
 
 #: Discovery: (spec, credentials by env name) -> discovered tables (DiscoveredTable-like).
 Discover = Callable[[RockyRunSpec, Mapping[str, str]], Sequence[Any]]
@@ -35,3 +36,7 @@ class ControllerSettings:
     """Delay before a pass is retried after an API error."""
     runner_defaults: RunnerDefaults = field(default_factory=RunnerDefaults)
     """Runner image and ServiceAccount for runs whose spec.runner names none."""
+    runner_policy: RunnerPolicy = field(default_factory=RunnerPolicy)
+    """What a RockyRun may choose about its pods (image, ServiceAccount, command,
+    volumes, env); a run outside it fails before any pod. Default: nothing that changes
+    identity or code."""
