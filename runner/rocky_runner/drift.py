@@ -90,6 +90,33 @@ def parse_type(text: str) -> SqlType:
     return SqlType(Family.OTHER, canonical)
 
 
+#: Type names whose values compare as points in time (the watermark's usual family).
+_TEMPORAL_NAMES = frozenset(
+    {
+        "DATE", "DATETIME", "TIME", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_NTZ",
+        "TIMESTAMP_LTZ", "TIMESTAMP_TZ", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS",
+        "TIMESTAMP WITHOUT TIME ZONE", "TIME WITH TIME ZONE", "TIMETZ",
+    }
+)  # fmt: skip
+
+
+def comparison_family(text: str) -> str:
+    """How values of a type compare: ``temporal``, ``numeric``, ``string``, ``boolean``,
+    or the canonical type itself. The watermark compares the timestamp column with
+    ``>``: a change across these families changes what that comparison means."""
+    parsed = parse_type(text)
+    if parsed.family in (Family.INTEGER, Family.FLOAT, Family.DECIMAL):
+        return "numeric"
+    if parsed.family is Family.STRING:
+        return "string"
+    name = parsed.canonical.split("(", 1)[0]
+    if name in _TEMPORAL_NAMES:
+        return "temporal"
+    if name == "BOOLEAN":
+        return "boolean"
+    return parsed.canonical
+
+
 def is_same_type(a: str, b: str) -> bool:
     """Whether two type spellings denote the same type (``INT`` and ``INTEGER``)."""
     return parse_type(a) == parse_type(b)

@@ -177,6 +177,8 @@ def _copy(task: TableTask, out: _Output, watchdog: Watchdog) -> TableResult:
     finally:
         watchdog.set_cancel(None)
         adapter.close()
+    for warning in stats.warnings:
+        out.log(f"warning: {warning}")
     return TableResult(
         asset_key=task.asset_key,
         outcome="copied",

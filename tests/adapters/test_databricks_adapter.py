@@ -94,12 +94,15 @@ def test_incremental_appends_rows_newer_than_the_target_watermark() -> None:
     assert isinstance(select, exp.Select)
     where = select.args["where"]
     maxes = list(where.find_all(exp.Max))
-    assert len(maxes) == 2
+    assert len(maxes) == 1
     assert all(m.this.name == "_fivetran_synced" for m in maxes)
     tables = {t.name for t in where.find_all(exp.Table)}
     assert tables == {"order items"}  # the watermark comes from the target
     assert isinstance(where.this, exp.Or)
     assert where.find(exp.GT) is not None
+    # An empty target takes every row; a NULL watermark alone never does (issue 10.1).
+    assert where.find(exp.Is) is None
+    assert where.find(exp.Count) is not None
 
 
 def test_drift_adds_and_widens_before_the_append() -> None:

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 from rocky_runner.contract import SECRET_ENV_NAMES, TableTask
 from rocky_runner.drift import DriftAction
 from rocky_runner.errors import AdapterConfigError, MissingCredentialError
+from rocky_runner.replication import RowsNotCopied
 
 #: Adapter type -> module under ``rocky_runner.adapters`` exposing ``open_adapter``.
 ADAPTER_MODULES: dict[str, str] = {
@@ -126,6 +127,17 @@ class CopyStats:
     reason: str = ""
     #: Schema drift handled on the way (columns added, widened, table recreated).
     drift: tuple[DriftAction, ...] = ()
+    #: Source rows an append could not take (NULL, equal or older timestamp); None
+    #: when the write was a replace (it takes every row).
+    not_copied: RowsNotCopied | None = None
+    #: The timestamp column, for the warning's text.
+    timestamp_column: str = ""
+
+    @property
+    def warnings(self) -> list[str]:
+        """Warnings the runner logs and reports in the metadata."""
+        text = self.not_copied.warning(self.timestamp_column) if self.not_copied else None
+        return [text] if text else []
 
     def metadata(self, strategy: str) -> dict[str, Any]:
         """The result message's ``metadata`` block (DESIGN.md)."""
@@ -140,6 +152,10 @@ class CopyStats:
             meta["reason"] = self.reason
         if self.drift:
             meta["drift"] = [a.describe() for a in self.drift]
+        if self.not_copied is not None:
+            meta["rows_not_copied"] = self.not_copied.as_metadata()
+        if self.warnings:
+            meta["warnings"] = self.warnings
         return meta
 
 

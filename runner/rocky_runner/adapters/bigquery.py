@@ -198,6 +198,14 @@ class BigQueryAdapter:
             metadata_columns=task.metadata_columns,
         )
         timestamp = sql.column_spelling([c.name for c in source_columns], task.timestamp_column)
+        plan, not_copied = sql.settle_append_remote(
+            plan,
+            source=source,
+            target=target,
+            timestamp_column=timestamp,
+            rows=self._rows,
+            dialect=DIALECT,
+        )
         statements = sql.copy_statements(
             plan=plan,
             source=source,
@@ -222,6 +230,7 @@ class BigQueryAdapter:
             timestamp_column=timestamp,
             scalar=lambda query: self._rows(query)[0][0],
             dialect=DIALECT,
+            not_copied=not_copied,
         )
 
     # --- lifecycle --------------------------------------------------------------------

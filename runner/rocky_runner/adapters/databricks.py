@@ -170,6 +170,14 @@ class DatabricksAdapter:
             metadata_columns=task.metadata_columns,
         )
         timestamp = sql.column_spelling([c.name for c in source_columns], task.timestamp_column)
+        plan, not_copied = sql.settle_append_remote(
+            plan,
+            source=source,
+            target=target,
+            timestamp_column=timestamp,
+            rows=self._rows,
+            dialect=DIALECT,
+        )
         statements = sql.copy_statements(
             plan=plan,
             source=source,
@@ -196,6 +204,7 @@ class DatabricksAdapter:
             timestamp_column=timestamp,
             scalar=lambda query: self._rows(query)[0][0],
             dialect=DIALECT,
+            not_copied=not_copied,
         )
 
     # --- lifecycle --------------------------------------------------------------------

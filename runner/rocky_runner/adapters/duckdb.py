@@ -37,7 +37,14 @@ from rocky_runner.adapters.base import CopyStats, Credentials, SchemaName, rende
 from rocky_runner.contract import FailureKind, TableRef, TableTask
 from rocky_runner.drift import Column
 from rocky_runner.errors import AdapterConfigError, ClassifiedError, LockTimeoutError
-from rocky_runner.replication import ReplicationPlan, WriteMode, plan_replication
+from rocky_runner.replication import (
+    ReplicationPlan,
+    RowsNotCopied,
+    TimestampCounts,
+    WriteMode,
+    plan_replication,
+    settle_append,
+)
 
 T = TypeVar("T")
 
@@ -92,9 +99,12 @@ class DuckDBAdapter:
         *,
         lock_timeout_seconds: float = 60.0,
         memory_limit: str | None = None,
+        storage_version: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._path = Path(path)
+        #: Storage version of target files this adapter creates; None: the main file's own.
+        self._storage_version = storage_version
         self._lock_timeout = lock_timeout_seconds
         self._sleep = sleep
         self._cancelled = threading.Event()
@@ -132,13 +142,26 @@ class DuckDBAdapter:
         if not write_main:
             config["temp_directory"] = _process_temp_dir()
         self._conn_handle = self._wait_for_lock(
-            lambda: duckdb.connect(str(self._path), read_only=not write_main, config=config),
-            str(self._path),
+            lambda: self._connect(read_only=not write_main, config=config), str(self._path)
         )
         self._writes_main = write_main
         row = self._conn_handle.execute("SELECT current_database()").fetchone()
         self.main_catalog = row[0] if row else self._path.stem
         return self._conn_handle
+
+    def _connect(self, *, read_only: bool, config: dict[str, Any]) -> duckdb.DuckDBPyConnection:
+        try:
+            return duckdb.connect(str(self._path), read_only=read_only, config=config)
+        except (duckdb.ParserException, duckdb.InvalidInputException) as exc:
+            limit = config.get("memory_limit")
+            if limit is None or "emory" not in str(exc):
+                raise
+            # A setting the user wrote that DuckDB refuses: say which one.
+            raise ClassifiedError(
+                f"adapter.duckdb.memoryLimit {limit!r} is not a DuckDB memory size "
+                f"(e.g. '2GB', '512MiB', '80%'): {exc}",
+                kind=FailureKind.QUERY_REJECTED,
+            ) from exc
 
     @property
     def _conn(self) -> duckdb.DuckDBPyConnection:
@@ -195,9 +218,24 @@ class DuckDBAdapter:
         if sibling.exists() or create:
             # Sources are attached read-only (a shared lock); a target needs the write lock.
             mode = "READ_WRITE" if create else "READ_ONLY"
+            if create and not sibling.exists():
+                mode += f", STORAGE_VERSION {quote_literal(self._new_file_storage_version())}"
             sql = f"ATTACH {quote_literal(str(sibling))} AS {quote_identifier(catalog)} ({mode})"
             self._wait_for_lock(lambda: self._conn.execute(sql), str(sibling))
         return catalog
+
+    def _new_file_storage_version(self) -> str:
+        """``duckdb.storageVersion``, else the main file's: a warehouse written by an older
+        DuckDB (Rocky's, say) gets target files that DuckDB can still open. Existing files
+        keep their own storage version whatever writes into them."""
+        if self._storage_version:
+            return self._storage_version
+        row = self._conn.execute(
+            "SELECT tags['storage_version'] FROM duckdb_databases() "
+            "WHERE database_name = current_database()"
+        ).fetchone()
+        found = str(row[0]) if row and row[0] else ""
+        return found.rstrip("+") or "latest"
 
     def _qualified(self, ref: TableRef, catalog: str) -> str:
         return ".".join(quote_identifier(p) for p in (catalog, ref.schema_, ref.table))
@@ -273,9 +311,13 @@ class DuckDBAdapter:
                 f"CREATE SCHEMA IF NOT EXISTS "
                 f"{quote_identifier(target_catalog)}.{quote_identifier(task.target.schema_)}"
             )
+            not_copied = None
+            if plan.mode is WriteMode.APPEND:
+                plan = settle_append(plan, **self._target_state(target, task.timestamp_column))
             if plan.mode is WriteMode.REPLACE:
                 rows = self._replace(source, target, meta_select)
             else:
+                not_copied = self._rows_not_copied(source, target, task.timestamp_column)
                 rows = self._append(plan, source, target, source_columns, task)
             final_columns = self._describe(target)
             watermark = self._watermark(target, final_columns, task.timestamp_column)
@@ -291,7 +333,31 @@ class DuckDBAdapter:
             write_mode=plan.mode.value,
             reason=plan.reason,
             drift=plan.actions(),
+            not_copied=not_copied,
+            timestamp_column=task.timestamp_column,
         )
+
+    def _target_state(self, target: str, timestamp_column: str) -> dict[str, int]:
+        """The target's row count and timestamped row count, for :func:`settle_append`."""
+        ts = quote_identifier(timestamp_column)
+        row = self._conn.execute(f"SELECT count(*), count({ts}) FROM {target}").fetchone()
+        return {"target_rows": row[0] if row else 0, "timestamped_rows": row[1] if row else 0}
+
+    def _rows_not_copied(self, source: str, target: str, timestamp_column: str) -> RowsNotCopied:
+        """Source rows the append cannot take (NULL / equal / older timestamp), counted
+        against the target's rows in the same classes (see :class:`RowsNotCopied`)."""
+        ts = quote_identifier(timestamp_column)
+        mark = f"(SELECT max({ts}) FROM {target})"
+
+        def counts(table: str) -> TimestampCounts:
+            row = self._conn.execute(
+                f"SELECT count(*) FILTER (WHERE {ts} IS NULL), "
+                f"count(*) FILTER (WHERE {ts} = {mark}), "
+                f"count(*) FILTER (WHERE {ts} < {mark}) FROM {table}"
+            ).fetchone()
+            return TimestampCounts(*(int(v) for v in row)) if row else TimestampCounts()
+
+        return RowsNotCopied.between(counts(source), counts(target))
 
     def _replace(self, source: str, target: str, meta_select: str) -> int:
         row = self._conn.execute(
@@ -323,8 +389,8 @@ class DuckDBAdapter:
         row = self._conn.execute(
             f"INSERT INTO {target} ({', '.join(map(quote_identifier, names))}) "
             f"SELECT {', '.join(values)} FROM {source} AS s, "
-            f"(SELECT max({ts}) AS m FROM {target}) AS w "
-            f"WHERE w.m IS NULL OR s.{ts} > w.m"
+            f"(SELECT max({ts}) AS m, count(*) AS n FROM {target}) AS w "
+            f"WHERE s.{ts} > w.m OR w.n = 0"
         ).fetchone()
         return int(row[0]) if row else 0
 
@@ -372,8 +438,12 @@ def open_adapter(
     memory_limit = settings.get("memoryLimit")
     if memory_limit is not None and not isinstance(memory_limit, str):
         raise AdapterConfigError("adapter.duckdb.memoryLimit must be a string such as '2GB'")
+    storage_version = settings.get("storageVersion")
+    if storage_version is not None and not isinstance(storage_version, str):
+        raise AdapterConfigError("adapter.duckdb.storageVersion must be a string such as 'v1.5.0'")
     return DuckDBAdapter(
         path,
         lock_timeout_seconds=min(float(lock_timeout), timeout_seconds),
         memory_limit=memory_limit,
+        storage_version=storage_version,
     )

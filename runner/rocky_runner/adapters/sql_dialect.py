@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import sqlglot
 from sqlglot import exp
@@ -25,7 +25,13 @@ from sqlglot.errors import ParseError
 from rocky_runner.adapters.base import CopyStats, render_watermark
 from rocky_runner.contract import MetadataColumn
 from rocky_runner.errors import ReplicationError
-from rocky_runner.replication import ReplicationPlan, WriteMode
+from rocky_runner.replication import (
+    ReplicationPlan,
+    RowsNotCopied,
+    TimestampCounts,
+    WriteMode,
+    settle_append,
+)
 
 DialectName = Literal["snowflake", "databricks", "bigquery"]
 
@@ -146,12 +152,17 @@ def append_sql(
     """Append the source rows newer than the target's ``MAX(timestamp_column)``.
 
     The watermark is read inside the same statement, so a concurrent reader of the
-    target never sees half an append, and an empty target takes every row.
+    target never sees half an append. An empty target takes every row; a target with
+    rows but a NULL watermark takes none here (:func:`settle_append` replaces it first).
     """
     ts = exp.column(_ident(timestamp_column), table=_ident(SOURCE_ALIAS))
+    empty_target = exp.EQ(
+        this=exp.select(exp.Count(this=exp.Star())).from_(table_expr(target)).subquery(),
+        expression=exp.Literal.number(0),
+    )
     newer = exp.or_(
-        exp.Is(this=watermark_subquery(target, timestamp_column), expression=exp.Null()),
         exp.GT(this=ts, expression=watermark_subquery(target, timestamp_column)),
+        empty_target,
     )
     values: list[exp.Expr] = [
         exp.column(_ident(c), table=_ident(SOURCE_ALIAS)) for c in source_columns
@@ -165,6 +176,66 @@ def append_sql(
     names = [*source_columns, *(m.name for m in metadata)]
     statement = exp.insert(select, table_expr(target), columns=[_ident(n) for n in names])
     return statement.sql(dialect=dialect)
+
+
+def target_state_sql(target: QualifiedName, timestamp_column: str, dialect: DialectName) -> str:
+    """``SELECT COUNT(*), COUNT(ts) FROM target``: what :func:`settle_append` needs."""
+    return (
+        exp.select(exp.Count(this=exp.Star()), exp.Count(this=exp.column(_ident(timestamp_column))))
+        .from_(table_expr(target))
+        .sql(dialect=dialect)
+    )
+
+
+def timestamp_counts_sql(
+    table: QualifiedName, target: QualifiedName, timestamp_column: str, dialect: DialectName
+) -> str:
+    """Rows of ``table`` with a NULL timestamp, one equal to the target's watermark, and
+    one older than it (``SUM(CASE ..)``: the same in every dialect)."""
+    ts = exp.column(_ident(timestamp_column))
+
+    def count_where(condition: exp.Expr) -> exp.Expr:
+        case = exp.Case(ifs=[exp.If(this=condition, true=exp.Literal.number(1))])
+        return exp.Sum(this=case.else_(exp.Literal.number(0)))
+
+    mark = watermark_subquery(target, timestamp_column)
+    return (
+        exp.select(
+            count_where(exp.Is(this=ts.copy(), expression=exp.Null())),
+            count_where(exp.EQ(this=ts.copy(), expression=mark.copy())),
+            count_where(exp.LT(this=ts.copy(), expression=mark.copy())),
+        )
+        .from_(table_expr(table))
+        .sql(dialect=dialect)
+    )
+
+
+def settle_append_remote(
+    plan: ReplicationPlan,
+    *,
+    source: QualifiedName,
+    target: QualifiedName,
+    timestamp_column: str,
+    rows: Callable[[str], Sequence[Sequence[Any]]],
+    dialect: DialectName,
+) -> tuple[ReplicationPlan, RowsNotCopied | None]:
+    """Read the target's state through ``rows`` (one query, its rows): an append into a
+    target with rows but no watermark becomes a replace; a remaining append counts the
+    source rows it cannot take (:class:`~rocky_runner.replication.RowsNotCopied`)."""
+    if plan.mode is not WriteMode.APPEND:
+        return plan, None
+    state = rows(target_state_sql(target, timestamp_column, dialect))
+    count, timestamped = (state[0][0], state[0][1]) if state else (0, 0)
+    plan = settle_append(plan, target_rows=int(count or 0), timestamped_rows=int(timestamped or 0))
+    if plan.mode is not WriteMode.APPEND:
+        return plan, None
+
+    def counts(table: QualifiedName) -> TimestampCounts:
+        found = rows(timestamp_counts_sql(table, target, timestamp_column, dialect))
+        values = found[0] if found else ()
+        return TimestampCounts(*(int(v or 0) for v in values))
+
+    return plan, RowsNotCopied.between(counts(source), counts(target))
 
 
 def add_column_sql(target: QualifiedName, column: str, type_text: str, dialect: DialectName) -> str:
@@ -237,6 +308,7 @@ def copy_stats(
     timestamp_column: str,
     scalar: Callable[[str], object],
     dialect: DialectName,
+    not_copied: RowsNotCopied | None = None,
 ) -> CopyStats:
     """What a copy did, reading the watermark (``MAX`` of the timestamp column) through
     ``scalar``, which runs one query and returns its single value."""
@@ -251,4 +323,6 @@ def copy_stats(
         write_mode=plan.mode.value,
         reason=plan.reason,
         drift=plan.actions(),
+        not_copied=not_copied,
+        timestamp_column=timestamp_column,
     )

@@ -29,8 +29,14 @@ _QUERY_REJECTED = frozenset(
         "SequenceException",
     }
 )
-#: Catalog errors about a missing *function* name a typo in SQL, not a missing table.
-_FUNCTION_WORDS = ("Function with name", "Macro with name", "Function Macro with name")
+#: Catalog errors about a missing *function* or *type* name a typo in SQL the user wrote
+#: (a metadata column's value or type), not a missing table.
+_FUNCTION_WORDS = (
+    "Function with name",
+    "Macro with name",
+    "Function Macro with name",
+    "Type with name",
+)
 
 
 def _is_duckdb(exc: BaseException) -> bool:
