@@ -28,6 +28,10 @@ from tests.operator.test_operator_controller import (  # noqa: F401  (collected 
     test_pending_while_discovering,
     test_resume_skips_copied_and_filters_kinds,
 )
+from tests.operator.test_operator_spec_freeze import (  # noqa: F401  (collected again here)
+    test_finished_run_edited_observes_the_generation,
+    test_spec_edited_mid_run_then_operator_restart_uses_the_frozen_spec,
+)
 from tests.support.kubeapi import KubeApi, KubeConfig
 
 pytestmark = pytest.mark.e2e

@@ -11,15 +11,20 @@ re-exported so callers import them from here.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from rocky_operator.api.status import FINISHED_PHASES
-from rocky_operator.kube.client import KubeClient
+from pydantic import ValidationError
+
+from rocky_operator.api.status import FINISHED_PHASES, RockyRunStatus
+from rocky_operator.kube.client import KubeClient, KubeError
 from rocky_operator.kube.prepare import RejectedError, discover_with_runner
 from rocky_operator.kube.settings import ControllerSettings, Discover
 from rocky_operator.kube.worker import RunWorker
+from rocky_operator.logic.spec_change import edit_to_acknowledge
+from rocky_operator.logic.status import status_document
 from rocky_operator.metrics import Metrics
 
 __all__ = [
@@ -30,6 +35,8 @@ __all__ = [
     "RunWorker",
     "discover_with_runner",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def _utcnow() -> datetime:
@@ -57,17 +64,61 @@ class Controller:
         self.status_writes = 0
         self.errors = 0
         self.stopping = False
+        self.acknowledging: set[tuple[str, str]] = set()
+        self.side_tasks: set[asyncio.Task[None]] = set()
 
     def touch_run(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
-        """A RockyRun was seen: make sure a worker drives it (unless it has finished)."""
-        if self.stopping or (namespace, name) in self.workers:
+        """A RockyRun was seen: make sure a worker drives it (unless it has finished).
+
+        A spec edit (a new ``metadata.generation``) never changes what a run does: the
+        worker notes it (``SpecChangedIgnored``, ``observedGeneration``); a finished
+        run's status is updated the same way."""
+        if self.stopping:
             return
-        phase = (body.get("status") or {}).get("phase")
-        if phase in FINISHED_PHASES or (body.get("metadata") or {}).get("deletionTimestamp"):
+        meta = body.get("metadata") or {}
+        generation = meta.get("generation")
+        worker = self.workers.get((namespace, name))
+        if worker is not None:
+            if isinstance(generation, int) and generation > (worker.generation or 0):
+                worker.generation = generation
+                worker.wake()
+            return
+        if meta.get("deletionTimestamp"):
+            return
+        if (body.get("status") or {}).get("phase") in FINISHED_PHASES:
+            self.acknowledge_edit(namespace, name, body)
             return
         worker = RunWorker(self, namespace, name)
         self.workers[(namespace, name)] = worker
         worker.task = asyncio.create_task(worker.main(), name=f"rockyrun {namespace}/{name}")
+
+    def acknowledge_edit(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
+        """A finished run whose spec was edited: observe the generation, say it is ignored."""
+        if (namespace, name) in self.acknowledging:
+            return
+        try:
+            status = RockyRunStatus.model_validate(body.get("status") or {})
+        except ValidationError:
+            return
+        generation = (body.get("metadata") or {}).get("generation")
+        noted = edit_to_acknowledge(
+            status, generation if isinstance(generation, int) else None, self.clock()
+        )
+        if noted is None:
+            return
+        self.acknowledging.add((namespace, name))
+
+        async def patch() -> None:
+            try:
+                await self.client.patch_run_status(namespace, name, status_document(noted))
+            except KubeError as exc:  # the next event of the run tries again
+                log.warning("run %s/%s: could not note a spec edit: %s", namespace, name, exc)
+            finally:
+                self.acknowledging.discard((namespace, name))
+
+        task = asyncio.create_task(patch(), name=f"rockyrun {namespace}/{name} edit")
+        self.side_tasks.add(task)
+        task.add_done_callback(self.side_tasks.discard)
 
     def wake(self, namespace: str, run_name: str) -> None:
         worker = self.workers.get((namespace, run_name))
@@ -84,6 +135,7 @@ class Controller:
     async def stop(self) -> None:
         self.stopping = True
         tasks = [w.task for w in self.workers.values() if w.task is not None]
+        tasks += list(self.side_tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rocky_operator.api.status import OutputRef
 from rocky_operator.logic.decide import Attempt, AttemptState, Decision, TableState
 from rocky_operator.logic.run_output import build_run_output, run_status
+from rocky_operator.logic.spec_change import note_spec_change
 from rocky_operator.logic.status import build_status, status_document
 
 if TYPE_CHECKING:
@@ -105,6 +106,9 @@ async def write_status(worker: RunWorker, decision: Decision, now: datetime) -> 
         start_time=worker.start_time,
         now=now,
     )
+    status = note_spec_change(
+        status, generation=worker.generation, frozen_generation=worker.spec_generation, now=now
+    )
     doc = status_document(status)
     if doc == worker.written:
         worker.pending_write = False
@@ -147,6 +151,9 @@ async def finish(worker: RunWorker, decision: Decision, now: datetime) -> None:
         now=now,
         run_output=full,
         output=OutputRef(config_maps=names, bytes=size, sha256=digest),
+    )
+    status = note_spec_change(
+        status, generation=worker.generation, frozen_generation=worker.spec_generation, now=now
     )
     await worker.client.patch_run_status(worker.namespace, worker.name, status_document(status))
     worker.controller.status_writes += 1

@@ -11,7 +11,7 @@ append-only: each batch is a new ``binaryData`` key added by a merge patch.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,22 @@ from rocky_operator.logic.tables import PlannedTable
 ANNOTATION_PARTS = "rocky.dev/parts"
 ANNOTATION_SHA256 = "rocky.dev/sha256"
 ANNOTATION_BYTES = "rocky.dev/bytes"
+
+
+#: The plan document's key holding the frozen spec: {"generation": int, "spec": {...}}.
+FROZEN_SPEC_KEY = "frozenSpec"
+
+
+@dataclass(frozen=True)
+class StoredPlan:
+    """The plan record: the tables in start order, the asset keys resume skipped, and
+    the spec (raw, as the API server held it) and generation the plan was made from."""
+
+    tables: list[PlannedTable]
+    resumed: list[str]
+    spec: dict[str, Any] | None = None
+    """None in a plan written before specs were frozen (the current spec is used)."""
+    generation: int | None = None
 
 
 def record_name(run_name: str, role: str, index: int) -> str:
@@ -109,14 +125,35 @@ class RunStore:
 
     # --- plan ----------------------------------------------------------------------
 
-    async def load_plan(self) -> tuple[list[PlannedTable], list[str]] | None:
+    async def load_plan(self) -> StoredPlan | None:
         data = await self.read_blob("plan")
         if data is None:
             return None
-        return records.decode_plan(records.decompress(data))
+        doc = records.decompress(data)
+        tables, resumed = records.decode_plan(doc)
+        frozen = doc.get(FROZEN_SPEC_KEY) if isinstance(doc, dict) else None
+        if not isinstance(frozen, dict) or not isinstance(frozen.get("spec"), dict):
+            return StoredPlan(tables, resumed)  # a plan of an operator before the freeze
+        generation = frozen.get("generation")
+        return StoredPlan(
+            tables,
+            resumed,
+            spec=frozen["spec"],
+            generation=generation if isinstance(generation, int) else None,
+        )
 
-    async def save_plan(self, tables: Sequence[PlannedTable], resumed: Sequence[str]) -> None:
-        await self.write_blob("plan", records.compress(records.encode_plan(tables, resumed)))
+    async def save_plan(
+        self,
+        tables: Sequence[PlannedTable],
+        resumed: Sequence[str],
+        *,
+        spec: Mapping[str, Any],
+        generation: int | None,
+    ) -> None:
+        """The plan with the spec it was made from (frozen: used after any restart)."""
+        doc = records.encode_plan(tables, resumed)
+        doc[FROZEN_SPEC_KEY] = {"generation": generation, "spec": dict(spec)}
+        await self.write_blob("plan", records.compress(doc))
 
     # --- output --------------------------------------------------------------------
 

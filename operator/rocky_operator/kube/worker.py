@@ -44,7 +44,10 @@ from rocky_operator.kube.store import RunStore
 from rocky_operator.logic.decide import Attempt, AttemptState, decide
 from rocky_operator.logic.pods import LABEL_RUN, PodSettings, aborted_attempt
 from rocky_operator.logic.policy import RunPolicy
+from rocky_operator.logic.spec_change import edit_to_acknowledge
+from rocky_operator.logic.status import status_document
 from rocky_operator.logic.tables import PlannedTable
+from rocky_operator.logic.write_groups import FileAccess, write_groups
 
 if TYPE_CHECKING:
     from rocky_operator.kube.controller import Controller
@@ -64,6 +67,9 @@ class RunWorker:
     # set by prepare():
     uid: str = ""
     generation: int | None = None
+    """The latest ``metadata.generation`` seen (what ``status.observedGeneration`` says)."""
+    spec_generation: int | None = None
+    """The generation of the spec frozen with the plan (the one the run uses)."""
     spec: RockyRunSpec | None = None
     policy: RunPolicy | None = None
     tables: list[PlannedTable] = field(default_factory=list)
@@ -77,6 +83,8 @@ class RunWorker:
     store: RunStore | None = None
     passes: int = 0
     requeue_at: datetime | None = None
+    files: dict[str, FileAccess] | None = None
+    """The DuckDB files each table locks (its write group), derived once from the plan."""
 
     @property
     def client(self) -> KubeClient:
@@ -103,6 +111,7 @@ class RunWorker:
                         active = True
                         self.controller.metrics.runs_active.labels(self.namespace).inc()
                     if await self.reconcile():
+                        await self.note_late_edit()
                         return
                     delay = self.settings.error_backoff_seconds
                     await self.sleep()
@@ -130,6 +139,13 @@ class RunWorker:
             if active:
                 self.controller.metrics.runs_active.labels(self.namespace).dec()
             self.controller.workers.pop((self.namespace, self.name), None)
+
+    async def note_late_edit(self) -> None:
+        """An edit seen while the final status was being written: observe it too."""
+        noted = edit_to_acknowledge(self.status, self.generation, self.controller.clock())
+        if noted is not None:
+            await self.client.patch_run_status(self.namespace, self.name, status_document(noted))
+            self.status = noted
 
     async def sleep(self) -> None:
         """Wait for a pod event (then coalesce), a retry time, a due status write or
@@ -166,12 +182,15 @@ class RunWorker:
         attempts, new = seen.attempts, seen.new
 
         keys = [t.key for t in self.tables]
-        decision = decide(keys, attempts.values(), self.policy, now)
+        if self.files is None:
+            self.files = write_groups(self.tables)
+        files = self.files
+        decision = decide(keys, attempts.values(), self.policy, now, files=files)
         if decision.abort:
             for ident in decision.abort:
                 stopped = aborted_attempt(attempts[ident], decision.reason or "run stopped", now)
                 attempts[ident] = new[ident] = stopped
-            decision = decide(keys, attempts.values(), self.policy, now)
+            decision = decide(keys, attempts.values(), self.policy, now, files=files)
         if decision.reason:
             decision = replace(decision, reason=readable(self, decision.reason))
         starts = [
