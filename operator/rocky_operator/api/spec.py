@@ -66,6 +66,9 @@ class DuckDBSettings(_Model):
     (the table then fails as transient). DuckDB allows one writing process per file."""
     memory_limit: str | None = None
     """DuckDB ``memory_limit`` for each runner (e.g. ``2GB``); unset: DuckDB's default."""
+    storage_version: Annotated[str, Field(pattern=r"^(v\d+\.\d+\.\d+|latest)$")] | None = None
+    """Storage version of the target files a run creates (e.g. ``v1.5.0``, which DuckDB 1.5
+    and so Rocky can open); unset: the warehouse file's own. Existing files keep theirs."""
 
 
 class DatabricksSettings(_Model):

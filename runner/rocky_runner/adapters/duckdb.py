@@ -123,6 +123,8 @@ class DuckDBAdapter:
         self._deadline = time.monotonic() + self._lock_timeout
         self._conn_handle: duckdb.DuckDBPyConnection | None = None
         self._writes_main = False
+        #: Catalogs a copy committed into: checkpointed, with errors raised, by close().
+        self._written: list[str] = []
         #: DuckDB names the main catalog after the file's stem.
         self.main_catalog: str = self._path.stem
 
@@ -325,6 +327,8 @@ class DuckDBAdapter:
         except BaseException:
             self._rollback()
             raise
+        if target_catalog not in self._written:
+            self._written.append(target_catalog)
         return CopyStats(
             rows_copied=rows,
             target_table_full_name=f"{target_catalog}.{task.target.schema_}.{task.target.table}",
@@ -417,7 +421,21 @@ class DuckDBAdapter:
                 self._conn_handle.interrupt()
 
     def close(self) -> None:
-        self._close_connection()
+        """Checkpoint every catalog a copy wrote, then close; errors are raised.
+
+        DuckDB checkpoints on close too, but swallows an error there. Checkpointing
+        first, while the connection is ours, surfaces it: a copy is reported only once
+        its file is checkpointed (issue 13: copied but missing). Idempotent.
+        """
+        handle, written = self._conn_handle, self._written
+        self._conn_handle, self._written = None, []
+        if handle is None:
+            return
+        try:
+            for catalog in written:
+                handle.execute(f"CHECKPOINT {quote_identifier(catalog)}")
+        finally:
+            handle.close()
 
 
 def open_adapter(
