@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "run": "run",
     "crd": "crd",
     "output": "output",
+    "from-rocky-toml": "from_rocky_toml",
 }
 
 COMMAND_HELP: dict[str, str] = {
@@ -27,6 +28,7 @@ COMMAND_HELP: dict[str, str] = {
     "run": "start the Kubernetes controller",
     "crd": "print the RockyRun CustomResourceDefinition (YAML)",
     "output": "print the complete RunOutput of a RockyRun; exit 0 / 2 / 1 like rocky run",
+    "from-rocky-toml": "print the RockyRun of a replication pipeline of a rocky.toml",
 }
 
 
