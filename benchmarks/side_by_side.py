@@ -1,28 +1,44 @@
-"""Side by side on one control plane and node agent: a RockyRun of N trivial tables versus an
-Indexed Job with `completions: N` running the same runner command, one table per index.
+"""Side by side on one control plane and node agent: a RockyRun of N tables versus an Indexed
+Job with `completions: N` running the same runner task, one table per index (issue 13 goal 7).
 
-    python -m benchmarks.side_by_side --tables 1000 --parallelism 32
-    python -m benchmarks.side_by_side --tables 200 --skip-rockyrun     # the Job side only
-    python -m benchmarks.side_by_side --tables 200 --skip-job          # the RockyRun side only
+    python benchmarks/side_by_side.py --tables 1000 --parallelism 32 --repeat 3
+    python benchmarks/side_by_side.py --tables 1000 --synthetic           # no-op pods
+    python benchmarks/side_by_side.py --tables 200 --skip-rockyrun        # the Job side only
 
-Prints, for each side, the wall time until all N pods were created and until completion, and the
-API requests each issued (from the audit log, attributed by user: the Job side is the
-kube-controller-manager, the RockyRun side the operator; the node agent's requests are shown
-apart since they are the same work on both sides), then the ratios.
+Fairness:
+- the sides alternate: repetition 0 runs the Job first, repetition 1 the RockyRun first, ...;
+  each side of each repetition gets a namespace of its own (`--repeat`, default 3);
+- requests are counted the same way on both sides, from the audit log: every request the
+  side's controller (the kube-controller-manager's job controller, or the operator and kopf)
+  made in the side's namespace between submitting the workload and its completion, each
+  request once. Cluster-wide informers (the controller manager's, started before) are not in
+  a namespace and are not counted; the operator is started, and its watches established,
+  before the count starts too. Deletes are printed apart (the operator deletes each finished
+  pod, the Job controller removes its tracking finalizer from each instead) and the ratio is
+  given with and without them;
+- both sides run at most `--parallelism` pods at once and never retry (RockyRun
+  `retry.*.maxRetries: 0`, Job `backoffLimitPerIndex: 0`).
 
-Every table is a tiny DuckDB table (`src__bench.t0000` ...) copied with `full_refresh` by
-`rocky-runner` into `bench_copy.copy.*` (the DuckDB file bench_copy.duckdb next to the warehouse).
-The RockyRun discovers the tables (schemaPattern prefix `src__`, component `tenant`) and plans the
-same tasks; the Job builds each pod's `ROCKY_TASK` from its completion index in a shell. Neither
-side retries (RockyRun `retry.*.maxRetries: 0`, Job `backoffLimitPerIndex: 0`) and both run at
-most `--parallelism` pods at once (`concurrency` / `parallelism`).
+Modes:
+- default: every pod runs `rocky-runner` copying one tiny DuckDB table with `full_refresh`;
+- `--synthetic` (NO-OP PODS): the node agent runs with `--synthetic-results`: no process, every
+  pod ends at once with a valid runner result, so controller speed is compared, not runner
+  CPU.
+
+Tables: N tiny tables `src__b<j>.t<i>` in `--schemas` schemas (table i in schema i mod S),
+copied into `b<j>_copy.copy.t<i>`, one DuckDB target file per schema (`b<j>_copy.duckdb`).
+DuckDB allows one writer per file: the RockyRun runs one table per target file at a time
+(write groups), and the Job's consecutive indexes fall into different files, so neither side
+waits on a file lock while `--schemas` >= `--parallelism`. Printed per repetition: the time
+from submitting to all N pods created (RockyRun: discovery and planning included) and to
+completion, the controller requests; then the median ratios RockyRun / Indexed Job.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -32,63 +48,64 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import duckdb
-from tests.support.control_plane import (
-    REPO,
-    ControlPlane,
-    audit_counts,
-    audit_offset,
-    binaries_dir,
-)
-from tests.support.e2e import apply_yaml, kubectl, start_process, wait_for
+from audit_log import Request, read_requests
+from tests.support.control_plane import ControlPlane, audit_offset, binaries_dir
+from tests.support.e2e import OperatorProcess, Rest, apply_crds, wait_for
 from tests.support.kubeapi import KubeApi, KubeConfig
 
 OPERATOR_USER = "rocky-operator"
 KCM_USER = "system:kube-controller-manager"
 AGENT_USER = "rocky-node-agent"
-
-
-SOURCE_SCHEMA = "src__bench"
-TARGET_CATALOG = "bench_copy"
+RUNS = "/apis/rocky.dev/v1alpha1"
+JOBS = "/apis/batch/v1"
 TARGET_SCHEMA = "copy"
 
 
-def make_warehouse(path: Path, tables: int) -> None:
-    """A DuckDB file with `tables` tiny source tables in schema `src__bench`."""
+def make_warehouse(path: Path, tables: int, schemas: int) -> None:
+    """`tables` tiny source tables, table i in schema `src__b<i mod schemas>`."""
     con = duckdb.connect(str(path))
     try:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {SOURCE_SCHEMA}")
+        con.execute("BEGIN")
+        for j in range(schemas):
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS src__b{j:03d}")
         for i in range(tables):
             con.execute(
-                f"CREATE OR REPLACE TABLE {SOURCE_SCHEMA}.t{i:04d} AS SELECT range AS id, "
+                f"CREATE OR REPLACE TABLE src__b{i % schemas:03d}.t{i:04d} AS SELECT range AS id, "
                 "now()::TIMESTAMP AS _fivetran_synced FROM range(3)"
             )
+        con.execute("COMMIT")
     finally:
         con.close()
 
 
-def target_file(warehouse: Path) -> Path:
-    return warehouse.parent / f"{TARGET_CATALOG}.duckdb"
+def target_files(warehouse: Path) -> list[Path]:
+    return sorted(warehouse.parent.glob("b*_copy.duckdb"))
 
 
 def copied_tables(warehouse: Path) -> int:
-    """How many target tables exist (checks the runners' "copied" claims against the file)."""
-    if not target_file(warehouse).exists():
-        return 0
-    con = duckdb.connect(str(target_file(warehouse)), read_only=True)
-    try:
-        row = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ?",
-            [TARGET_SCHEMA],
-        ).fetchone()
-        return int(row[0]) if row else 0
-    finally:
-        con.close()
+    """How many target tables exist (checks the runners' "copied" claims against the files)."""
+    found = 0
+    for path in target_files(warehouse):
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            row = con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ?",
+                [TARGET_SCHEMA],
+            ).fetchone()
+            found += int(row[0]) if row else 0
+        finally:
+            con.close()
+    return found
 
 
 def drop_targets(warehouse: Path) -> None:
-    for path in (target_file(warehouse), Path(f"{target_file(warehouse)}.wal")):
+    for path in target_files(warehouse):
         path.unlink(missing_ok=True)
+        Path(f"{path}.wal").unlink(missing_ok=True)
 
 
 def rockyrun_manifest(name: str, warehouse: Path, parallelism: int) -> dict[str, Any]:
@@ -102,10 +119,7 @@ def rockyrun_manifest(name: str, warehouse: Path, parallelism: int) -> dict[str,
             "source": {
                 "schemaPattern": {"prefix": "src__", "separator": "__", "components": ["tenant"]}
             },
-            "target": {
-                "catalogTemplate": "{tenant}_copy",
-                "schemaTemplate": TARGET_SCHEMA,
-            },
+            "target": {"catalogTemplate": "{tenant}_copy", "schemaTemplate": TARGET_SCHEMA},
             "strategy": "full_refresh",
             "concurrency": parallelism,
             "failFast": False,
@@ -126,13 +140,15 @@ def rockyrun_manifest(name: str, warehouse: Path, parallelism: int) -> dict[str,
     }
 
 
-def job_manifest(name: str, warehouse: Path, tables: int, parallelism: int) -> dict[str, Any]:
-    """An Indexed Job whose pod i copies table raw.t<i> with rocky-runner."""
+def job_manifest(
+    name: str, warehouse: Path, tables: int, schemas: int, parallelism: int
+) -> dict[str, Any]:
+    """An Indexed Job whose pod i copies table src__b<i mod S>.t<i> with rocky-runner."""
     task_template = json.dumps(
         {
-            "asset_key": ["duckdb", "bench", "t{IDX}"],
-            "source": {"schema": SOURCE_SCHEMA, "table": "t{IDX}"},
-            "target": {"catalog": TARGET_CATALOG, "schema": TARGET_SCHEMA, "table": "t{IDX}"},
+            "asset_key": ["duckdb", "b{SCHEMA}", "t{IDX}"],
+            "source": {"schema": "src__b{SCHEMA}", "table": "t{IDX}"},
+            "target": {"catalog": "b{SCHEMA}_copy", "schema": TARGET_SCHEMA, "table": "t{IDX}"},
             "strategy": "full_refresh",
             "adapter": {"type": "duckdb", "duckdb": {"path": str(warehouse)}},
             "timeout_seconds": 300,
@@ -155,12 +171,14 @@ def job_manifest(name: str, warehouse: Path, tables: int, parallelism: int) -> d
                         {
                             "name": "runner",
                             "image": "rocky-runner:bench",
-                            # The runner wants a 4-digit table suffix: pad the index in a shell.
+                            # The task names a 4-digit table and 3-digit schema: a shell pads.
                             "command": [
                                 "sh",
                                 "-c",
                                 'idx=$(printf %04d "$JOB_COMPLETION_INDEX"); '
-                                'ROCKY_TASK=$(printf %s "$TASK" | sed "s/{IDX}/$idx/g"); '
+                                f"s=$(printf %03d $((JOB_COMPLETION_INDEX % {schemas}))); "
+                                'ROCKY_TASK=$(printf %s "$TASK" | '
+                                'sed "s/{IDX}/$idx/g; s/{SCHEMA}/$s/g"); '
                                 "export ROCKY_TASK; exec rocky-runner",
                             ],
                             "env": [
@@ -178,9 +196,21 @@ def job_manifest(name: str, warehouse: Path, tables: int, parallelism: int) -> d
 @dataclass
 class SideResult:
     name: str
+    repetition: int
     all_created_s: float
     completed_s: float
     requests: dict[str, int]
+    """Requests of the side's controller in its namespace, by "verb resource"."""
+    agent_requests: int
+    verdict: str
+
+    @property
+    def total(self) -> int:
+        return sum(self.requests.values())
+
+    @property
+    def deletes(self) -> int:
+        return sum(v for k, v in self.requests.items() if k.startswith("delete "))
 
 
 class PodCounter:
@@ -192,15 +222,17 @@ class PodCounter:
         self.target = target
         self.seen: set[str] = set()
         self.reached_at: float | None = None
+        self.ready = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+        self.ready.wait(30)
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=10)
 
     def _run(self) -> None:
         import asyncio
@@ -211,6 +243,7 @@ class PodCounter:
             ) as api:
                 path = f"/api/v1/namespaces/{self.namespace}/pods"
                 rv = (await api.get(path))["metadata"]["resourceVersion"]
+                self.ready.set()
                 while not self._stop.is_set():
                     async for event in api.watch(path, {"resourceVersion": rv}, timeout_seconds=5):
                         obj = event.get("object", {})
@@ -227,154 +260,211 @@ class PodCounter:
 
 def measure(
     cp: ControlPlane,
-    name: str,
+    side: str,
+    repetition: int,
     namespace: str,
+    controller_user: str,
     tables: int,
     submit: Callable[[], object],
-    finished: Callable[[], bool],
-    timeout: float,
+    finished: Callable[[], str | None],
 ) -> SideResult:
     counter = PodCounter(cp, namespace, tables)
     counter.start()
-    time.sleep(0.5)
     offset = audit_offset(cp)
     t0 = time.monotonic()
     submit()
-    wait_for(finished, timeout=timeout, interval=1.0, what=f"{name} to complete")
+    verdict = wait_for(finished, timeout=3600, interval=0.25, what=f"{side} to complete")
     t_done = time.monotonic() - t0
     counter.stop()
-    time.sleep(2)  # the audit backend writes asynchronously
-    counts = audit_counts(cp, offset)
+    time.sleep(3)  # the audit backend writes in batches
+    requests = [r for r in read_requests(cp.audit_log, offset) if r.namespace == namespace]
     return SideResult(
-        name,
+        side,
+        repetition,
         (counter.reached_at - t0) if counter.reached_at else float("nan"),
         t_done,
-        dict(counts),
+        _by_verb(requests, controller_user),
+        sum(1 for r in requests if r.user == AGENT_USER),
+        verdict,
     )
 
 
-def run_job(cp: ControlPlane, warehouse: Path, tables: int, parallelism: int) -> SideResult:
-    ns = "bench-job"
-    kubectl(cp, "create", "namespace", ns)
-    manifest = json.dumps(job_manifest("copy", warehouse, tables, parallelism))
+def _by_verb(requests: list[Request], user: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in requests:
+        if r.user == user:
+            key = f"{r.verb} {r.resource}"
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
-    def done() -> bool:
-        out = kubectl(cp, "-n", ns, "get", "job", "copy", "-o", "json").stdout
-        conds = json.loads(out).get("status", {}).get("conditions", [])
-        return any(c["type"] in ("Complete", "Failed") and c["status"] == "True" for c in conds)
+
+def run_job(
+    cp: ControlPlane, rest: Rest, warehouse: Path, args: argparse.Namespace, repetition: int
+) -> SideResult:
+    ns = f"bench-job-{repetition}"
+    rest.post("/api/v1/namespaces", {"metadata": {"name": ns}})
+    manifest = job_manifest("copy", warehouse, args.tables, args.schemas, args.parallelism)
+
+    def done() -> str | None:
+        job = rest.get(f"{JOBS}/namespaces/{ns}/jobs/copy")
+        status = job.get("status") or {}
+        conds = status.get("conditions") or []
+        if any(c["type"] in ("Complete", "Failed") and c["status"] == "True" for c in conds):
+            return f"{status.get('succeeded', 0)} succeeded, {status.get('failed', 0)} failed"
+        return None
 
     return measure(
         cp,
         "Indexed Job",
+        repetition,
         ns,
-        tables,
-        lambda: apply_yaml(cp, manifest, namespace=ns),
+        KCM_USER,
+        args.tables,
+        lambda: rest.post(f"{JOBS}/namespaces/{ns}/jobs", manifest),
         done,
-        timeout=3600,
     )
 
 
 def run_rockyrun(
-    cp: ControlPlane, warehouse: Path, tables: int, parallelism: int, log_dir: Path
+    cp: ControlPlane,
+    rest: Rest,
+    warehouse: Path,
+    args: argparse.Namespace,
+    repetition: int,
+    state: Path,
 ) -> SideResult:
-    """Apply the CRD, start the operator as a process (user `rocky-operator`), apply the run."""
-    ns = "bench-rockyrun"
-    kubectl(cp, "create", "namespace", ns)
-    kubectl(cp, "apply", "-f", str(REPO / "crds" / "rockyruns.rocky.dev.yaml"))
-    kubectl(cp, "wait", "--for=condition=Established", "crd/rockyruns.rocky.dev")
-    exe = Path(sys.executable).parent / "rocky-operator"
-    argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "rocky_operator.cli"]
-    operator = start_process(
-        cp, [*argv, "run", "--namespace", ns, "--metrics-port", "0"], log=log_dir / "operator.log"
+    """Start the operator (user `rocky-operator`, production batching defaults), then the run."""
+    ns = f"bench-rockyrun-{repetition}"
+    rest.post("/api/v1/namespaces", {"metadata": {"name": ns}})
+    operator = OperatorProcess(
+        cp,
+        ns,
+        state / f"operator-{repetition}.log",
+        extra_args=("--batch-seconds", "1", "--status-interval-seconds", "5"),
     )
-    manifest = json.dumps(rockyrun_manifest("bench", warehouse, parallelism))
+    operator.start()
+    manifest = rockyrun_manifest("bench", warehouse, args.parallelism)
     try:
 
-        def done() -> bool:
-            if operator.popen.poll() is not None:
-                raise RuntimeError(f"operator exited:\n{operator.output()[-3000:]}")
-            out = kubectl(cp, "-n", ns, "get", "rockyrun", "bench", "-o", "json").stdout
-            conds = json.loads(out).get("status", {}).get("conditions", [])
-            return any(c["type"] == "Complete" and c["status"] == "True" for c in conds)
+        def done() -> str | None:
+            if operator.proc is not None and operator.proc.popen.poll() is not None:
+                raise RuntimeError(f"operator exited:\n{operator.proc.output()[-3000:]}")
+            run = rest.get(f"{RUNS}/namespaces/{ns}/rockyruns/bench")
+            status = run.get("status") or {}
+            conds = status.get("conditions") or []
+            if any(c["type"] == "Complete" and c["status"] == "True" for c in conds):
+                counts = status["tables"]
+                return (
+                    f"{status['phase']}: {counts['copied']} copied, {counts['failed']} failed "
+                    f"{status.get('failures', {})}"
+                )
+            return None
 
         return measure(
             cp,
             "RockyRun",
+            repetition,
             ns,
-            tables,
-            lambda: apply_yaml(cp, manifest, namespace=ns),
+            OPERATOR_USER,
+            args.tables,
+            lambda: rest.post(f"{RUNS}/namespaces/{ns}/rockyruns", manifest),
             done,
-            timeout=3600,
         )
     finally:
-        operator.terminate()
+        operator.stop()
 
 
-def report(sides: list[SideResult]) -> None:
+def report(sides: list[SideResult], args: argparse.Namespace) -> None:
+    mode = (
+        "NO-OP PODS (node agent --synthetic-results): controller speed"
+        if args.synthetic
+        else "rocky-runner copies one DuckDB table per pod"
+    )
     print(
-        f"{'side':<14}{'all pods created':>18}{'completed':>12}{'controller req':>16}"
-        f"{'node agent req':>16}"
+        f"== side by side: {args.tables} tables, parallelism {args.parallelism}, "
+        f"{args.schemas} target files, {args.repeat} repetitions alternating; mode: {mode}"
+    )
+    print(
+        f"{'rep':<4}{'side':<13}{'all pods created':>17}{'completed':>11}{'ctl req':>9}"
+        f"{'of which del':>13}{'agent req':>10}  result"
     )
     for s in sides:
-        ctl = s.requests.get(OPERATOR_USER if s.name == "RockyRun" else KCM_USER, 0)
         print(
-            f"{s.name:<14}{s.all_created_s:>17.1f}s{s.completed_s:>11.1f}s{ctl:>16}"
-            f"{s.requests.get(AGENT_USER, 0):>16}"
+            f"{s.repetition:<4}{s.name:<13}{s.all_created_s:>16.1f}s{s.completed_s:>10.1f}s"
+            f"{s.total:>9}{s.deletes:>13}{s.agent_requests:>10}  {s.verdict}"
         )
-    if len(sides) == 2:
-        rr, job = (sides[1], sides[0]) if sides[1].name == "RockyRun" else (sides[0], sides[1])
-        ctl_rr = rr.requests.get(OPERATOR_USER, 0)
-        ctl_job = job.requests.get(KCM_USER, 0) or 1
-        print(
-            f"ratios RockyRun/Job: all-created {rr.all_created_s / job.all_created_s:.2f}, "
-            f"completed {rr.completed_s / job.completed_s:.2f}, "
-            f"controller requests {ctl_rr / ctl_job:.2f}"
-        )
+    pairs = []
+    for rep in range(args.repeat):
+        rr = [s for s in sides if s.repetition == rep and s.name == "RockyRun"]
+        job = [s for s in sides if s.repetition == rep and s.name == "Indexed Job"]
+        if rr and job:
+            pairs.append((rr[0], job[0]))
+    if not pairs:
+        return
+
+    def ratio(f: Callable[[SideResult], float]) -> str:
+        values = [f(rr) / max(f(job), 1e-9) for rr, job in pairs]
+        return f"{statistics.median(values):.2f} (" + ", ".join(f"{v:.2f}" for v in values) + ")"
+
+    print("ratios RockyRun / Indexed Job, median (per repetition):")
+    print(f"   time to all pods created     {ratio(lambda s: s.all_created_s)}   target <= 1.0")
+    print(f"   time to completion           {ratio(lambda s: s.completed_s)}   target <= 1.0")
+    print(f"   controller requests          {ratio(lambda s: s.total)}")
+    print(f"   controller requests, no del. {ratio(lambda s: s.total - s.deletes)}")
+    for s in sides:
+        print(f"{s.name} rep {s.repetition} requests: {json.dumps(s.requests)}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tables", type=int, default=1000)
     parser.add_argument("--parallelism", type=int, default=32)
+    parser.add_argument("--schemas", type=int, help="target files (default 2 x parallelism)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--synthetic", action="store_true", help="no-op pods: node agent --synthetic-results"
+    )
     parser.add_argument("--skip-rockyrun", action="store_true", help="run only the Job")
     parser.add_argument("--skip-job", action="store_true", help="run only the RockyRun")
     parser.add_argument("--state-dir", type=Path)
     args = parser.parse_args(argv)
+    args.schemas = min(args.schemas or 2 * args.parallelism, args.tables)
 
     state = args.state_dir or Path(tempfile.mkdtemp(prefix="rocky-bench-"))
-    warehouse = state / "warehouse.duckdb"
     state.mkdir(parents=True, exist_ok=True)
-    make_warehouse(warehouse, args.tables)
-    cp = ControlPlane(state / "cp", binaries_dir(), max_pods=max(64, args.parallelism))
+    warehouse = state / "warehouse.duckdb"
+    make_warehouse(warehouse, args.tables, args.schemas)
+    cp = ControlPlane(
+        state / "cp",
+        binaries_dir(),
+        max_pods=max(64, args.parallelism),
+        node_agent_args=["--synthetic-results"] if args.synthetic else [],
+    )
+    sides: list[SideResult] = []
     with cp:
         print(f"control plane up in {cp.startup_seconds:.1f}s", file=sys.stderr)
-        sides: list[SideResult] = []
-        if not args.skip_job:
-            sides.append(run_job(cp, warehouse, args.tables, args.parallelism))
-            job = json.loads(
-                kubectl(cp, "-n", "bench-job", "get", "job", "copy", "-o", "json").stdout
-            )
-            print(
-                f"Indexed Job: {job['status'].get('succeeded', 0)} succeeded, "
-                f"{job['status'].get('failed', 0)} failed; "
-                f"{copied_tables(warehouse)} target tables exist"
-            )
-        if not args.skip_rockyrun:
-            drop_targets(warehouse)
-            sides.append(run_rockyrun(cp, warehouse, args.tables, args.parallelism, state))
-            run = json.loads(
-                kubectl(cp, "-n", "bench-rockyrun", "get", "rockyrun", "bench", "-o", "json").stdout
-            )
-            counts = run["status"]["tables"]
-            print(
-                f"RockyRun: {run['status']['phase']}, {counts['copied']} copied, "
-                f"{counts['failed']} failed {run['status'].get('failures', {})}; "
-                f"{copied_tables(warehouse)} target tables exist"
-            )
-        report(sides)
-        for s in sides:
-            print(f"{s.name} requests by user: {json.dumps(s.requests, sort_keys=True)}")
-    os.environ.pop("KUBECONFIG", None)
+        rest = Rest(cp)
+        apply_crds(cp, "rockyruns.rocky.dev")
+        for rep in range(args.repeat):
+            order = ["job", "rockyrun"] if rep % 2 == 0 else ["rockyrun", "job"]
+            for side in order:
+                if side == "job" and not args.skip_job:
+                    drop_targets(warehouse)
+                    sides.append(run_job(cp, rest, warehouse, args, rep))
+                elif side == "rockyrun" and not args.skip_rockyrun:
+                    drop_targets(warehouse)
+                    sides.append(run_rockyrun(cp, rest, warehouse, args, rep, state))
+                else:
+                    continue
+                copied = "-" if args.synthetic else str(copied_tables(warehouse))
+                print(
+                    f"rep {rep} {sides[-1].name}: {sides[-1].verdict}; "
+                    f"{copied} target tables exist; "
+                    f"{sides[-1].completed_s:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    report(sides, args)
     return 0
 
 
