@@ -16,7 +16,7 @@ import threading
 import time
 import traceback
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -31,13 +31,33 @@ from rocky_runner.contract import (
     encode_result,
     exit_code_for,
 )
-from rocky_runner.errors import ClassifiedError, CopyTimeoutError
+from rocky_runner.errors import ClassifiedError, CopyTimeoutError, NotDurableError
 from rocky_runner.redact import Redactor
 from rocky_runner.result_file import write_result_file
 from rocky_runner.watchdog import Watchdog
 
 #: How long a cancelled copy may take to stop before the runner exits without it.
 STOP_GRACE_SECONDS = 10.0
+
+#: ``time.monotonic()`` when this module was imported: the start where /proc cannot say.
+_IMPORTED = time.monotonic()
+
+
+def process_started() -> float:
+    """``time.monotonic()`` at this process's start, from the kernel's record of it, so
+    ``duration_ms`` includes interpreter start-up and imports (issue 15: the table's real
+    cost). Falls back to this module's import time where /proc cannot say."""
+    try:
+        with open("/proc/self/stat", "rb") as handle:
+            stat = handle.read()
+        # Field 22 (starttime, clock ticks since boot); fields after "(comm)" start at 3.
+        start_ticks = int(stat[stat.rindex(b")") + 2 :].split()[19])
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return _IMPORTED
+    if not 0 <= age < 86_400:
+        return _IMPORTED
+    return min(time.monotonic() - age, _IMPORTED)
 
 
 class BadTaskError(ValueError):
@@ -59,6 +79,9 @@ class _Output:
         self.started = started
         self._written = threading.Lock()
         self._done = False
+        #: The copied result once the copy committed: from then on the table is copied,
+        #: whatever stop signal comes (issue 10 case 2).
+        self.committed: TableResult | None = None
 
     def log(self, text: str) -> None:
         line = self.redact(text)
@@ -168,23 +191,54 @@ def _copy(task: TableTask, out: _Output, watchdog: Watchdog) -> TableResult:
     # Imported here: the adapter layer and its client libraries load only for a real copy.
     from rocky_runner.adapters.base import Credentials, open_adapter
 
+    copy_started = time.monotonic()
     credentials = Credentials.from_env()
     out.redact = out.redact.extended(credentials.secret_values())
     adapter = open_adapter(task.adapter, credentials, timeout_seconds=task.timeout_seconds)
     watchdog.set_cancel(adapter.cancel)
     try:
         stats = adapter.copy_table(task)
-    finally:
+    except BaseException:
         watchdog.set_cancel(None)
-        adapter.close()
-    for warning in stats.warnings:
-        out.log(f"warning: {warning}")
-    return TableResult(
+        _close_after_failure(adapter, out)
+        raise
+    # Committed. A stop signal from here on changes nothing: the table is copied.
+    watchdog.set_cancel(None)
+    result = TableResult(
         asset_key=task.asset_key,
         outcome="copied",
         rows_copied=stats.rows_copied,
         metadata=stats.metadata(task.strategy),
     )
+    result.metadata["copy_ms"] = _ms_since(copy_started)
+    out.committed = result
+    try:
+        # DuckDB checkpoints here: a copy is reported only once closing succeeded.
+        adapter.close()
+    except Exception as exc:
+        kind = _classify(exc)
+        error = NotDurableError(
+            f"the copy committed, but closing the connection (checkpoint) failed, so it may "
+            f"not be durable: {_describe(exc)}",
+            kind=FailureKind.TRANSIENT if kind is FailureKind.UNKNOWN else kind,
+        )
+        raise error from exc
+    result.metadata["copy_ms"] = _ms_since(copy_started)
+    for warning in stats.warnings:
+        out.log(f"warning: {warning}")
+    return result
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def _close_after_failure(adapter: Any, out: _Output) -> None:
+    """Close after a failed copy: the copy's own error is the one reported."""
+    try:
+        adapter.close()
+    except Exception as exc:
+        out.log(f"closing the connection after the failure also failed: {_text(exc)}")
 
 
 def _stopped_error(reason: str, task: TableTask, cause: BaseException | None) -> ClassifiedError:
@@ -200,9 +254,10 @@ def _stopped_error(reason: str, task: TableTask, cause: BaseException | None) ->
 
 def run(environ: Mapping[str, str]) -> int:
     """Run one task from ``environ``; returns the exit code. Never raises ``Exception``."""
-    started = time.monotonic()
     out = _Output(
-        environ.get(ENV_RESULT_PATH) or DEFAULT_RESULT_PATH, Redactor.from_env(environ), started
+        environ.get(ENV_RESULT_PATH) or DEFAULT_RESULT_PATH,
+        Redactor.from_env(environ),
+        process_started(),
     )
     raw_task = environ.get(ENV_TASK)
     try:
@@ -219,30 +274,60 @@ def run(environ: Mapping[str, str]) -> int:
     )
 
     def on_stuck(reason: str) -> None:
+        committed = out.committed
+        if committed is not None:
+            # COMMIT wrote (and synced) DuckDB's write-ahead log: the rows are there even
+            # though the checkpoint of close() did not finish in time.
+            out.log(
+                f"stopped by {reason} after the copy committed; closing did not finish "
+                f"within {STOP_GRACE_SECONDS:g} s, exiting"
+            )
+            os._exit(out.finish(committed, None))
         error = _stopped_error(reason, task, None)
         out.log(f"{error}; the copy did not stop within {STOP_GRACE_SECONDS:g} s, exiting")
-        code = out.finish(
-            _failed(task.asset_key, error.failure_kind, str(error)), error.failure_kind
-        )
-        os._exit(code)
+        failed = _failed(task.asset_key, error.failure_kind, str(error))
+        failed.stopped_by = _stop_reason(reason)
+        os._exit(out.finish(failed, error.failure_kind))
 
     watchdog = Watchdog(task.timeout_seconds, grace_seconds=STOP_GRACE_SECONDS, on_stuck=on_stuck)
     try:
         with watchdog:
             result = _copy(task, out, watchdog)
-            if watchdog.reason is not None:
-                raise _stopped_error(watchdog.reason, task, None)
     except Exception as exc:  # the runner's one top-level catch: classify, never crash
-        if watchdog.reason is not None and not isinstance(exc, ClassifiedError):
-            exc = _stopped_error(watchdog.reason, task, exc)
+        stopped = watchdog.reason is not None and out.committed is None
+        if stopped and not isinstance(exc, ClassifiedError):
+            exc = _stopped_error(str(watchdog.reason), task, exc)
         kind = _classify(exc)
         out.log(f"copy failed ({kind}):\n" + "".join(traceback.format_exception(exc)).rstrip())
-        return out.finish(_failed(task.asset_key, kind, _describe(exc)), kind)
+        failed = _failed(task.asset_key, kind, _describe(exc))
+        if stopped and kind is FailureKind.TRANSIENT:
+            failed.stopped_by = _stop_reason(str(watchdog.reason))
+        return out.finish(failed, kind)
+    if watchdog.reason is not None:
+        out.log(f"{watchdog.reason} arrived after the copy committed: the table is copied")
     out.log(f"copied {result.rows_copied} rows into {result.metadata['target_table_full_name']}")
     return out.finish(result, None)
 
 
+StopReason = Literal["SIGTERM", "SIGINT", "timeout"]
+_STOP_REASONS: dict[str, StopReason] = {
+    "SIGTERM": "SIGTERM",
+    "SIGINT": "SIGINT",
+    "timeout": "timeout",
+}
+
+
+def _stop_reason(reason: str) -> StopReason | None:
+    """The result's ``stopped_by`` for a watchdog reason."""
+    return _STOP_REASONS.get(reason)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console script entry point (``rocky-runner``); arguments are not used."""
+    """Console script entry point (``rocky-runner``); arguments are not used. A pod
+    with ``ROCKY_DISCOVERY`` set is a discovery pod (:mod:`rocky_runner.discovery_task`)."""
     del argv
+    if os.environ.get("ROCKY_DISCOVERY"):
+        from rocky_runner.discovery_task import run_discovery
+
+        return run_discovery(os.environ)
     return run(os.environ)

@@ -56,6 +56,8 @@ ALLOW_ALL_RUNNERS = RunnerPolicy(
 
 FAST = ControllerSettings(
     runner_policy=ALLOW_ALL_RUNNERS,
+    # kmock has no kubelet to run a discovery pod: discover in-process (real DuckDB).
+    discovery_in_pod=False,
     batch_seconds=0.05,
     status_interval_seconds=0.3,
     resync_seconds=0.5,
@@ -255,7 +257,7 @@ class Outcome:
 
     kind: str
     """copied | failed | exit | oom | evicted | preempted | deadline | config-error |
-    image-pull | deleted | hang | garbage"""
+    image-pull | deleted | hang | garbage | container-unknown"""
     failure_kind: FailureKind | None = None
     code: int | None = None
     error: str = ""
@@ -499,6 +501,15 @@ def pod_status(outcome: Outcome, asset_key: list[str]) -> JSON | None:
             }
         case "hang":
             return {"status": {**base, "phase": "Running", "containerStatuses": [running]}}
+        case "container-unknown":  # what a restarted kubelet reports for a container it lost
+            lost = "The container could not be located when the pod was terminated"
+            return {
+                "status": {
+                    **base,
+                    "phase": "Failed",
+                    "containerStatuses": [_terminated(137, lost, "ContainerStatusUnknown")],
+                }
+            }
     raise ValueError(f"unknown planted outcome {outcome.kind}")
 
 

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from rocky_operator.api.spec import RockyRunSpec
 from rocky_operator.api.status import FINISHED_PHASES, OutputRef, RockyRunStatus
 from rocky_operator.kube.client import KubeError
+from rocky_operator.kube.discovery import DiscoveryPodError, discover_in_pod
 from rocky_operator.kube.store import RunStore
 from rocky_operator.logic import records
 from rocky_operator.logic.policy import RunPolicy
@@ -126,7 +127,8 @@ async def prepare(worker: RunWorker) -> bool:
         return False
     if plan is None:
         try:
-            await check_secrets(worker, worker.spec)
+            if not worker.settings.discovery_in_pod:  # else the discovery pod checks them
+                await check_secrets(worker, worker.spec)
             pending = build_planning_status(
                 previous=worker.status, generation=worker.spec_generation, now=now
             )
@@ -147,6 +149,7 @@ async def prepare(worker: RunWorker) -> bool:
         worker.tables, worker.resumed = plan.tables, plan.resumed
     worker.policy = RunPolicy.from_spec(worker.spec)
     worker.journal = records.latest_attempts(await worker.store.load_journal())
+    worker.created = set(worker.store.created)
     started = worker.status.start_time
     worker.start_time = datetime.fromisoformat(started.replace("Z", "+00:00")) if started else now
     log.info(
@@ -180,6 +183,23 @@ async def check_secrets(worker: RunWorker, spec: RockyRunSpec) -> None:
 
 async def make_plan(worker: RunWorker, spec: RockyRunSpec) -> tuple[list[PlannedTable], list[str]]:
     """Discover, filter and resume-narrow the tables; done once per run."""
+    if worker.settings.discovery_in_pod:
+        try:
+            found: Sequence[Any] = await discover_in_pod(worker, spec)
+        except DiscoveryPodError as exc:
+            raise RejectedError(exc.reason, exc.message, exc.kind.value) from exc
+    else:
+        found = await discover_in_process(worker, spec)
+    tables = plan_tables(spec, found)
+    resumed: list[str] = []
+    if spec.resume_from:
+        tables, resumed = await narrow_for_resume(worker, spec, tables)
+    return tables, resumed
+
+
+async def discover_in_process(worker: RunWorker, spec: RockyRunSpec) -> Sequence[Any]:
+    """Discovery with the injected ``discover`` in this process, which then needs the
+    credentials (Secret reads): only with ``discovery_in_pod=False``."""
     credentials: dict[str, str] = {}
     for env_name, ref in spec.adapter.secret_refs().items():
         value = await worker.client.read_secret_value(worker.namespace, ref.name, ref.key)
@@ -202,11 +222,7 @@ async def make_plan(worker: RunWorker, spec: RockyRunSpec) -> tuple[list[Planned
             f"table discovery failed: {redact_exception(exc, credentials)}",
             "connection-failed",
         ) from exc
-    tables = plan_tables(spec, found)
-    resumed: list[str] = []
-    if spec.resume_from:
-        tables, resumed = await narrow_for_resume(worker, spec, tables)
-    return tables, resumed
+    return found
 
 
 async def narrow_for_resume(

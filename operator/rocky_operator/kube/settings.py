@@ -28,6 +28,10 @@ class ControllerSettings:
     """Keep the pods of failed attempts for debugging (their results are recorded)."""
     stuck_grace_seconds: float = 120.0
     """How long a pod may wait on an image pull or a missing Secret before it fails."""
+    discovery_in_pod: bool = True
+    """Discover tables in a pod of the run (the operator reads no Secret, loads no
+    connector). False: in this process with the injected ``discover`` (the in-process
+    test API has no kubelet to run the pod)."""
     discovery_timeout_seconds: float = 300.0
     """Upper bound of table discovery; beyond it the run fails (exit code 1)."""
     create_parallelism: int = 16
