@@ -154,6 +154,13 @@ class TableResult(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     #: How many bytes of ``error`` were cut to fit the 4096-byte limit (absent: none).
     error_truncated_bytes: int | None = None
+    #: Set on a failed result when the runner was stopped before its copy committed:
+    #: ``"SIGTERM"`` / ``"SIGINT"`` (told to stop: the pod was deleted, evicted, or the
+    #: run itself stopped it, e.g. fail-fast) or ``"timeout"`` (``timeout_seconds``).
+    #: Such a result is ``failed`` / ``transient`` (exit code 13) as before; whoever sent
+    #: the stop knows it did and may count the table as not attempted. A copy that
+    #: committed is ``copied`` whatever signal came after (absent: not stopped).
+    stopped_by: Literal["SIGTERM", "SIGINT", "timeout"] | None = None
 
 
 class MessageError(ValueError):
@@ -225,8 +232,9 @@ def encode_result(result: TableResult, limit: int = MAX_MESSAGE_BYTES) -> bytes:
     doc = _clean_json(result.model_dump(mode="json", exclude_none=False))
     doc["metadata"] = _clean_json(json.loads(json.dumps(doc.get("metadata") or {}, default=str)))
     doc["asset_key"] = [_clean_text(str(p)) for p in doc["asset_key"]]
-    if doc.get("error_truncated_bytes") is None:
-        doc.pop("error_truncated_bytes", None)
+    for optional in ("error_truncated_bytes", "stopped_by"):
+        if doc.get(optional) is None:
+            doc.pop(optional, None)
     reductions = (
         lambda d: d,
         lambda d: dict(d, metadata={"truncated": True}),

@@ -62,3 +62,14 @@ class AdapterConfigError(ClassifiedError):
     """
 
     failure_kind = FailureKind.UNKNOWN
+
+
+class NotDurableError(ClassifiedError):
+    """The copy committed, but closing the connection (which checkpoints) failed: the
+    runner cannot say the rows are durable, so the table is not reported copied.
+
+    Its kind is what the close error says, transient when that says nothing (a retry
+    copies the table again: a replace rewrites it, an append finds the watermark).
+    """
+
+    failure_kind = FailureKind.TRANSIENT

@@ -6,11 +6,16 @@ and a watchdog thread takes them with ``sigtimedwait``, which also serves as the
 timeout's clock. On either it asks the adapter to cancel the running statement; the
 interrupted call then raises in the main thread, which asks :attr:`Watchdog.reason`
 why. If the main thread does not come back within ``grace_seconds``, ``on_stuck``
-runs (the runner writes its transient result and exits hard).
+runs (the runner writes its result and exits hard).
+
+The thread waits in one ``sigtimedwait`` call until the deadline, without polling; leaving
+the ``with`` block wakes it at once with :data:`WAKE_SIGNAL` sent to that thread alone, so
+the runner exits as soon as its copy is done (issue 15: no 200 ms join).
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -18,6 +23,9 @@ from collections.abc import Callable
 from types import TracebackType
 
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+#: Sent by the runner to its own watchdog thread (``pthread_kill``) to end its wait.
+WAKE_SIGNAL = signal.SIGUSR1
+_WAITED = STOP_SIGNALS | {WAKE_SIGNAL}
 
 
 class Watchdog:
@@ -48,7 +56,7 @@ class Watchdog:
             cancel()
 
     def __enter__(self) -> Watchdog:
-        self._old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        self._old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _WAITED)
         self._thread.start()
         return self
 
@@ -59,10 +67,14 @@ class Watchdog:
         tb: TracebackType | None,
     ) -> None:
         self._done.set()
+        ident = self._thread.ident
+        if ident is not None and self._thread.is_alive():
+            with contextlib.suppress(OSError):  # the thread ended on its own meanwhile
+                signal.pthread_kill(ident, WAKE_SIGNAL)
         self._thread.join(timeout=5)
         if self._old_mask is not None:
             # Drop a stop signal that arrived too late to matter, then unblock.
-            while signal.sigtimedwait(STOP_SIGNALS, 0) is not None:
+            while signal.sigtimedwait(_WAITED, 0) is not None:
                 pass
             signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)
 
@@ -73,10 +85,11 @@ class Watchdog:
             if remaining <= 0:
                 self._stop("timeout")
                 return
-            info = signal.sigtimedwait(STOP_SIGNALS, min(remaining, 0.2))
-            if info is not None:
-                self._stop(signal.Signals(info.si_signo).name)
-                return
+            info = signal.sigtimedwait(_WAITED, remaining)
+            if info is None or info.si_signo == WAKE_SIGNAL:
+                continue  # woken by __exit__ (done is set), or the deadline: look again
+            self._stop(signal.Signals(info.si_signo).name)
+            return
 
     def _stop(self, reason: str) -> None:
         with self._lock:
