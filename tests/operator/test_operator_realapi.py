@@ -28,6 +28,10 @@ from tests.operator.test_operator_controller import (  # noqa: F401  (collected 
     test_pending_while_discovering,
     test_resume_skips_copied_and_filters_kinds,
 )
+from tests.operator.test_operator_restart_budget import (  # noqa: F401  (collected again here)
+    test_container_lost_by_the_kubelet_is_retried,
+    test_create_failing_with_a_server_error_costs_no_retry,
+)
 from tests.operator.test_operator_spec_freeze import (  # noqa: F401  (collected again here)
     test_finished_run_edited_observes_the_generation,
     test_spec_edited_mid_run_then_operator_restart_uses_the_frozen_spec,

@@ -41,6 +41,7 @@ async def create_pods(worker: RunWorker, starts: Sequence[Attempt]) -> None:
         async with gate:
             try:
                 await worker.client.create_pod(worker.namespace, pod)
+                worker.pods_created((attempt.table, attempt.number))
             except KubeError as exc:
                 if exc.status in (0, 429) or exc.status >= 500:
                     raise
@@ -55,11 +56,14 @@ async def create_pods(worker: RunWorker, starts: Sequence[Attempt]) -> None:
                     )
                 )
 
-    await asyncio.gather(*(create(a) for a in starts))
+    outcomes = await asyncio.gather(*(create(a) for a in starts), return_exceptions=True)
     if failed:
         await worker.store.append_journal(failed)
         worker.journal.update({(a.table, a.number): a for a in failed})
         worker.wake()
+    for outcome in outcomes:  # an API error: the pass is retried (those pods come then)
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 async def delete_finished(

@@ -8,7 +8,7 @@ this pass is returned in ``new`` so it can be journaled before anything is done.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -31,6 +31,10 @@ class Observation:
     attempts: dict[AttemptId, Attempt] = field(default_factory=dict)
     new: dict[AttemptId, Attempt] = field(default_factory=dict)
     pod_names: dict[AttemptId, str] = field(default_factory=dict)
+    uncreated: list[Attempt] = field(default_factory=list)
+    """Attempts journaled as started whose pods were never created (the operator stopped in
+    between, or the create failed): still running, their pods are created now, under the
+    same number, so an operator restart costs no retry."""
 
 
 def observe(
@@ -39,8 +43,12 @@ def observe(
     planned: set[str],
     now: datetime,
     pod_settings: PodSettings,
+    created: Container[AttemptId] = frozenset(),
 ) -> Observation:
-    """The journal updated with what the pods of the run show at ``now``."""
+    """The journal updated with what the pods of the run show at ``now``.
+
+    A running attempt without a pod is *lost* (transient, the next number) when its pod
+    is known to have existed (``created``), and *uncreated* otherwise."""
     seen_now = Observation(attempts=dict(journal))
     attempts, new, pod_names = seen_now.attempts, seen_now.new, seen_now.pod_names
     for pod in pods:
@@ -61,6 +69,9 @@ def observe(
             new[ident] = seen
     for ident, recorded in journal.items():
         if recorded.state is AttemptState.RUNNING and ident not in pod_names:
+            if ident not in created:
+                seen_now.uncreated.append(recorded)
+                continue
             gone = missing_pod_attempt(ident[0], ident[1], recorded.started_at, now)
             attempts[ident] = new[ident] = gone
     return seen_now

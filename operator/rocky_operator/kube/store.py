@@ -11,7 +11,7 @@ append-only: each batch is a new ``binaryData`` key added by a merge patch.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,11 @@ ANNOTATION_PARTS = "rocky.dev/parts"
 ANNOTATION_SHA256 = "rocky.dev/sha256"
 ANNOTATION_BYTES = "rocky.dev/bytes"
 
+
+#: Journal ``binaryData`` keys ``c<seq>``: the attempts whose pods existed, written with batch
+#: ``b<seq>`` (gzip JSON list of [table key, attempt number]).
+CREATED_PREFIX = "c"
+AttemptId = tuple[str, int]
 
 #: The plan document's key holding the frozen spec: {"generation": int, "spec": {...}}.
 FROZEN_SPEC_KEY = "frozenSpec"
@@ -65,6 +70,8 @@ class RunStore:
     _journal_seq: int = 0
     _journal_exists: bool = False
     _loaded: bool = field(default=False, repr=False)
+    created: set[AttemptId] = field(default_factory=set)
+    """Attempts whose pods are recorded as created (seen or created by an operator life)."""
 
     def _config_map(
         self, role: str, index: int, binary: dict[str, bytes], annotations: dict[str, str]
@@ -175,12 +182,14 @@ class RunStore:
     # --- journal -------------------------------------------------------------------
 
     async def load_journal(self) -> list[Attempt]:
-        """Every recorded attempt, in the order written."""
+        """Every recorded attempt, in the order written (and :attr:`created`, the attempts
+        whose pods were known to exist)."""
         maps = await self.client.list_config_maps(
             self.namespace, {LABEL_RUN: self.run_name, LABEL_ROLE: "journal"}
         )
         maps.sort(key=_index)
         attempts: list[Attempt] = []
+        self.created = set()
         self._journal_index, self._journal_bytes, self._journal_seq = 0, 0, 0
         self._journal_exists = False
         for cm in maps:
@@ -190,8 +199,11 @@ class RunStore:
             for key in sorted(binary):
                 data = base64.b64decode(binary[key])
                 size += len(data)
-                attempts.extend(records.decode_batch(data))
-                if key.startswith("b") and key[1:].isdigit():
+                if key.startswith(CREATED_PREFIX):
+                    self.created.update(_decode_created(data))
+                else:
+                    attempts.extend(records.decode_batch(data))
+                if key[:1] in ("b", CREATED_PREFIX) and key[1:].isdigit():
                     self._journal_seq = max(self._journal_seq, int(key[1:]) + 1)
             if index >= self._journal_index:
                 self._journal_index, self._journal_bytes = index, size
@@ -199,33 +211,50 @@ class RunStore:
         self._loaded = True
         return attempts
 
-    async def append_journal(self, attempts: Sequence[Attempt]) -> None:
-        """Record attempts (started or finished) durably before acting on them."""
+    async def append_journal(
+        self, attempts: Sequence[Attempt], created: Iterable[AttemptId] = ()
+    ) -> None:
+        """Record attempts (started or finished) durably before acting on them.
+
+        ``created`` (attempts whose pods were seen or created) rides along in the same
+        write, never alone: it only tells a later operator life that a running attempt
+        without a pod lost it (transient) rather than never got it (created then)."""
         if not attempts:
             return
         if not self._loaded:
             await self.load_journal()
-        data = records.encode_batch(attempts)
-        key = f"b{self._journal_seq:08d}"
+        seq = self._journal_seq
+        binary = {f"b{seq:08d}": records.encode_batch(attempts)}
+        marks = sorted(set(created) - self.created)
+        if marks:
+            binary[f"{CREATED_PREFIX}{seq:08d}"] = records.compress([list(m) for m in marks])
+        size = sum(len(v) for v in binary.values())
         self._journal_seq += 1
-        if self._journal_exists and self._journal_bytes + len(data) <= records.JOURNAL_CHUNK_BYTES:
+        if self._journal_exists and self._journal_bytes + size <= records.JOURNAL_CHUNK_BYTES:
             await self.client.patch_config_map(
                 self.namespace,
                 record_name(self.run_name, "journal", self._journal_index),
-                {"binaryData": {key: base64.b64encode(data).decode("ascii")}},
+                {"binaryData": {k: base64.b64encode(v).decode("ascii") for k, v in binary.items()}},
             )
-            self._journal_bytes += len(data)
+            self._journal_bytes += size
+            self.created.update(marks)
             return
         if self._journal_exists:
             self._journal_index += 1
-        body = self._config_map("journal", self._journal_index, {key: data}, {})
+        body = self._config_map("journal", self._journal_index, binary, {})
         if not await self.client.create_config_map(self.namespace, body):
             # Someone (an earlier life of this operator) made it: add to it instead.
             await self.client.patch_config_map(
                 self.namespace, body["metadata"]["name"], {"binaryData": body["binaryData"]}
             )
         self._journal_exists = True
-        self._journal_bytes = len(data)
+        self._journal_bytes = size
+        self.created.update(marks)
+
+
+def _decode_created(data: bytes) -> set[AttemptId]:
+    marks = records.decompress(data)
+    return {(str(m[0]), int(m[1])) for m in marks if isinstance(m, list) and len(m) == 2}
 
 
 def _part(cm: dict[str, Any]) -> bytes:

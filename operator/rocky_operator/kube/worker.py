@@ -83,6 +83,8 @@ class RunWorker:
     store: RunStore | None = None
     passes: int = 0
     requeue_at: datetime | None = None
+    created: set[tuple[str, int]] = field(default_factory=set)
+    """Attempts whose pods are known to have existed (seen, created, or so journaled)."""
     files: dict[str, FileAccess] | None = None
     """The DuckDB files each table locks (its write group), derived once from the plan."""
 
@@ -96,6 +98,10 @@ class RunWorker:
 
     def wake(self) -> None:
         self.wake_event.set()
+
+    def pods_created(self, *idents: tuple[str, int]) -> None:
+        """These attempts' pods exist (or existed): if one goes missing, it was lost."""
+        self.created.update(idents)
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -178,8 +184,10 @@ class RunWorker:
             {t.key for t in self.tables},
             now,
             PodSettings(stuck_grace_seconds=self.settings.stuck_grace_seconds),
+            self.created,
         )
         attempts, new = seen.attempts, seen.new
+        self.pods_created(*seen.pod_names)
 
         keys = [t.key for t in self.tables]
         if self.files is None:
@@ -201,12 +209,14 @@ class RunWorker:
             new[(attempt.table, attempt.number)] = attempt
 
         # 1. Record before acting: results before their pods go, starts before pods exist.
-        await self.store.append_journal(list(new.values()))
+        await self.store.append_journal(list(new.values()), self.created)
         before = self.journal
         self.journal = {**self.journal, **new}
         count(self, new.values(), before, decision)
-        # 2. Act.
-        await create_pods(self, starts)
+        # 2. Act (pods journaled as started but never created first, same numbers).
+        aborted = set(decision.abort)
+        late = [a for a in seen.uncreated if (a.table, a.number) not in aborted]
+        await create_pods(self, [*late, *starts])
         await delete_finished(self, seen.pod_names, decision)
         # 3. Report.
         log.debug(

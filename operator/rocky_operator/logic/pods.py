@@ -72,6 +72,8 @@ DISRUPTED_REASONS = frozenset(
     }
 )
 DEADLINE_REASON = "DeadlineExceeded"
+#: A terminated container's reason when the kubelet lost it (a kubelet restart, a lost node).
+LOST_CONTAINER_REASONS = frozenset({"ContainerStatusUnknown"})
 #: Default of how long a pod may sit in a stuck waiting state before it counts as failed
 #: (a Secret created a little late, a registry hiccup).
 DEFAULT_STUCK_GRACE_SECONDS = 120.0
@@ -323,6 +325,15 @@ def classify_pod(
     if terminated:
         code = terminated.get("exitCode")
         term_reason = terminated.get("reason") or "Error"
+        if term_reason in LOST_CONTAINER_REASONS:
+            # The kubelet (restarted, or its node gone) lost track of the container: what
+            # it ran is unknown, so it is retried (DESIGN.md's classification table).
+            detail = str(terminated.get("message") or "").strip()
+            return failed(
+                FailureKind.TRANSIENT,
+                f"the kubelet lost the runner container ({term_reason}): {detail}".rstrip(": "),
+                finished_at,
+            )
         if isinstance(code, int) and code in KIND_BY_EXIT_CODE:
             kind = KIND_BY_EXIT_CODE[code]
             return failed(
