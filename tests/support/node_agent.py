@@ -45,7 +45,8 @@ termination message (`rocky_runner.contract.TableResult` for the asset key of it
 `--synthetic-fail-pattern` (a regular expression) fail instead with `--synthetic-fail-kind`
 (default `query-rejected`) and the runner's exit code for that kind. Binding, env resolution,
 deletion and `activeDeadlineSeconds` behave as without the flag; the status goes straight from
-Pending to the terminal phase (one status write per pod).
+Pending to the terminal phase (one status write per pod). A discovery pod (env `ROCKY_DISCOVERY`)
+still runs for real: its answer is the run's plan.
 
 Logs of each container go to `<work-dir>/pods/<namespace>_<name>_<uid>/<container>.log`; with
 `--kubelet-port` the agent serves them on the kubelet API path the API server proxies
@@ -477,7 +478,10 @@ class PodWorker:
         if self.deleting.is_set():
             await self._finish_deleted()
             return
-        if self.agent.synthetic is None:
+        synthetic = self.agent.synthetic is not None and not any(
+            e.get("name") == "ROCKY_DISCOVERY" for e in self.container.get("env") or []
+        )
+        if not synthetic:
             self.dir.mkdir(parents=True, exist_ok=True)
         if self.annotations.get(SIMULATE_ANNOTATION) == "image-pull-backoff" or unpullable(
             self.record.image
@@ -497,7 +501,7 @@ class PodWorker:
                 if why:
                     await self._stopped_before_start(why)
                     return
-        if self.agent.synthetic is not None:
+        if synthetic:
             await self._finish_synthetic(env)
             return
         slot = self.agent.slots
