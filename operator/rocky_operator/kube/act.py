@@ -60,6 +60,7 @@ async def create_pods(worker: RunWorker, starts: Sequence[Attempt]) -> None:
     if failed:
         await worker.store.append_journal(failed)
         worker.journal.update({(a.table, a.number): a for a in failed})
+        worker.unobserved.extend(failed)
         worker.wake()
     for outcome in outcomes:  # an API error: the pass is retried (those pods come then)
         if isinstance(outcome, BaseException):

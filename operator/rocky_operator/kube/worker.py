@@ -41,7 +41,8 @@ from rocky_operator.kube.report import (
 )
 from rocky_operator.kube.settings import ControllerSettings
 from rocky_operator.kube.store import RunStore
-from rocky_operator.logic.decide import Attempt, AttemptState, decide
+from rocky_operator.logic.decide import Attempt, AttemptState
+from rocky_operator.logic.decide_incremental import IncrementalDecider
 from rocky_operator.logic.pods import LABEL_RUN, PodSettings, aborted_attempt
 from rocky_operator.logic.policy import RunPolicy
 from rocky_operator.logic.spec_change import edit_to_acknowledge
@@ -87,6 +88,25 @@ class RunWorker:
     """Attempts whose pods are known to have existed (seen, created, or so journaled)."""
     files: dict[str, FileAccess] | None = None
     """The DuckDB files each table locks (its write group), derived once from the plan."""
+    decider: IncrementalDecider | None = None
+    """The decision core for this run's plan, kept up to date pass by pass."""
+    unobserved: list[Attempt] = field(default_factory=list)
+    """Journaled after the last decision (starts, refused pods): observed next pass."""
+    _keys: list[str] | None = None
+    _planned_keys: set[str] | None = None
+
+    @property
+    def keys(self) -> list[str]:
+        """Table keys of the plan in start order (the plan is fixed once prepared)."""
+        if self._keys is None:
+            self._keys = [t.key for t in self.tables]
+        return self._keys
+
+    @property
+    def planned_keys(self) -> set[str]:
+        if self._planned_keys is None:
+            self._planned_keys = set(self.keys)
+        return self._planned_keys
 
     @property
     def client(self) -> KubeClient:
@@ -181,7 +201,7 @@ class RunWorker:
         seen = observe(
             pods,
             self.journal,
-            {t.key for t in self.tables},
+            self.planned_keys,
             now,
             PodSettings(stuck_grace_seconds=self.settings.stuck_grace_seconds),
             self.created,
@@ -189,16 +209,25 @@ class RunWorker:
         attempts, new = seen.attempts, seen.new
         self.pods_created(*seen.pod_names)
 
-        keys = [t.key for t in self.tables]
-        if self.files is None:
+        decider = self.decider
+        if decider is None:
+            # decide() kept up to date from what changed (issue 13 goal 3): built once from
+            # the journal, then fed each pass's new observations and last pass's starts.
             self.files = write_groups(self.tables)
-        files = self.files
-        decision = decide(keys, attempts.values(), self.policy, now, files=files)
+            decider = IncrementalDecider(self.keys, self.policy, files=self.files)
+            decider.observe(self.journal.values())
+        decider.observe([*self.unobserved, *new.values()])
+        self.unobserved = []
+        decision = decider.decide(now)
         if decision.abort:
+            stopped_now = []
             for ident in decision.abort:
                 stopped = aborted_attempt(attempts[ident], decision.reason or "run stopped", now)
                 attempts[ident] = new[ident] = stopped
-            decision = decide(keys, attempts.values(), self.policy, now, files=files)
+                stopped_now.append(stopped)
+            decider.observe(stopped_now)
+            decision = decider.decide(now)
+        self.decider = decider
         if decision.reason:
             decision = replace(decision, reason=readable(self, decision.reason))
         starts = [
@@ -209,7 +238,12 @@ class RunWorker:
             new[(attempt.table, attempt.number)] = attempt
 
         # 1. Record before acting: results before their pods go, starts before pods exist.
-        await self.store.append_journal(list(new.values()), self.created)
+        try:
+            await self.store.append_journal(list(new.values()), self.created)
+        except BaseException:
+            self.decider = None  # it saw what was not journaled: rebuilt from the journal
+            raise
+        self.unobserved.extend(starts)  # the decider sees them next pass (decision stays valid)
         before = self.journal
         self.journal = {**self.journal, **new}
         count(self, new.values(), before, decision)
