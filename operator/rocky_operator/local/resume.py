@@ -81,10 +81,20 @@ def parse_previous(doc: Any, source: str) -> PreviousRun:
 
 
 def load_previous(path: str | Path) -> PreviousRun:
-    """Read a RunOutput JSON file; :class:`ManifestError` (exit 1) when unusable."""
+    """Read a RunOutput JSON file, or a local run's journal (:mod:`.journal`);
+    :class:`ManifestError` (exit 1) when unusable."""
+    from rocky_operator.local.journal import is_journal, read_journal
+
     file = Path(path)
     try:
-        doc = json.loads(file.read_text(encoding="utf-8"))
+        text = file.read_text(encoding="utf-8")
+        if is_journal(text):
+            try:
+                copied, failed = read_journal(text)
+            except ValueError as exc:
+                raise ManifestError(f"--resume-from {file}: bad journal: {exc}") from None
+            return PreviousRun(source=str(file), copied=copied, failed=failed)
+        doc = json.loads(text)
     except OSError as exc:
         raise ManifestError(f"--resume-from {file}: cannot read: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
