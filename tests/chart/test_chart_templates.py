@@ -211,18 +211,18 @@ def _rules_by_resource(role: dict[str, Any]) -> dict[str, set[str]]:
 
 #: What the operator does with each resource (see templates/rbac.yaml), and nothing more.
 NAMESPACED_RULES = {
-    "rocky.dev/rockyruns": {"get", "list", "watch", "create", "delete", "patch", "update"},
-    "rocky.dev/rockyruns/status": {"get", "patch", "update"},
+    "rocky.dev/rockyruns": {"get", "list", "watch", "create", "delete"},
+    "rocky.dev/rockyruns/status": {"patch"},
     "rocky.dev/rockyruns/finalizers": {"update"},
     "rocky.dev/rockyschedules": {"get", "list", "watch", "patch"},
     "rocky.dev/rockyschedules/status": {"patch"},
     "rocky.dev/rockyschedules/finalizers": {"update"},
-    "/pods": {"get", "list", "watch", "create", "delete"},
+    "/pods": {"list", "watch", "create", "delete"},
+    "/pods/log": {"get"},
     "/configmaps": {"get", "list", "create", "update", "patch"},
-    "/secrets": {"get"},
     "/events": {"create"},
 }
-CLUSTER_RULES = {"apiextensions.k8s.io/customresourcedefinitions": {"get", "list", "watch"}}
+CLUSTER_RULES = {"apiextensions.k8s.io/customresourcedefinitions": {"list", "watch"}}
 
 
 def test_cluster_wide_rbac_is_least_privilege(render: Render) -> None:
