@@ -7,8 +7,15 @@ The seed's "Recommended consumer policy", action by action:
 * ``quota-exceeded``: retry with extended backoff and alert. The asset alerts once and raises
   ``dg.RetryRequested`` with a longer, doubling wait (it takes precedence over the policy).
 * ``auth-failed``, ``query-rejected``, ``not-found``: no retry; alert the model owner.
-* ``unknown`` (and any kind this code does not know): surface the raw error for triage (logged
-  in full and put in the metadata, never retried).
+* ``unknown`` (and any kind this code does not know, e.g. Rocky's ``compile-error``): surface
+  the raw error for triage: an alert carrying the raw error, logged in full and put in the
+  metadata, never retried.
+
+Beyond the per-table branches, the run as a whole decides the outcome, by ``rocky run``'s exit
+code: exit code 1 (nothing copied, or the run was rejected before any table, e.g. a missing
+Secret) fails the asset with the cause once no retry can help; a run that planned zero tables
+alerts (an empty replication is a misconfiguration, never a quiet success). Exit code 2
+(partial success) materializes what copied, after the alerts above.
 
 A retry resumes from the previous attempt's RockyRun with ``resumeKinds`` set to the retryable
 kinds, so only the tables a retry can fix run again, and alerts are not sent twice. Every
@@ -17,6 +24,7 @@ materialization, or of the failure when it retries).
 """
 
 import json
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,8 +45,17 @@ RETRY_KINDS = frozenset({"transient", "connection-failed"})
 EXTENDED_RETRY_KINDS = frozenset({"quota-exceeded"})
 ALERT_KINDS = frozenset({"auth-failed", "query-rejected", "not-found"})
 
-#: Backoff for transient failures (the policy of the seed's example): 30 s, 60 s, 120 s.
-RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL)
+#: Backoff for transient failures (the policy of the seed's example): 30 s, 60 s, 120 s, each
+#: moved by up to its own length either way (jitter), so the assets a warehouse outage failed
+#: together do not all retry at the same moment.
+RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+
+def jittered(seconds: float, rng: random.Random | None = None) -> float:
+    """``seconds`` moved by up to half of it either way (the quota path's extended backoff)."""
+    return seconds * (rng or random).uniform(0.5, 1.5)
 
 
 class RockyRunResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -97,6 +114,24 @@ def _rows(failures: tuple[TableFailure, ...]) -> list[dict[str, str]]:
     return [{"target": f.target, "kind": f.failure_kind} for f in failures]
 
 
+def _cause(outcome: RunOutcome, failures: tuple[TableFailure, ...]) -> str:
+    """Why a run copied nothing: the run-level error (a rejected run's RunOutput carries one
+    error with an empty asset key), else the failed tables by kind and the first raw error."""
+    run_level = [f for f in failures if not f.target]
+    if run_level:
+        return f"RockyRun {outcome.name} was rejected before any table: {run_level[0].error}"
+    if not failures:
+        return f"RockyRun {outcome.name} exited 1 with no table listed"
+    kinds: dict[str, int] = {}
+    for f in failures:
+        kinds[f.failure_kind] = kinds.get(f.failure_kind, 0) + 1
+    by_kind = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    return (
+        f"RockyRun {outcome.name} copied nothing: {len(failures)} table(s) failed ({by_kind}); "
+        f"first: {failures[0].target}: {failures[0].error}"
+    )
+
+
 def build_replication_asset(
     *,
     name: str = "replicated_tables",
@@ -147,8 +182,21 @@ def build_replication_asset(
                 run=outcome.name,
             )
         for f in surface:
-            # The raw error is the only signal: log it whole, keep it in the metadata.
-            context.log.warning(f"unclassified failure on {f.target}: {f.error}")
+            # The raw error is the only signal: alert with it, log it whole, keep it in the
+            # metadata. Never retried.
+            context.log.warning(f"unclassified failure on {f.target or 'the run'}: {f.error}")
+            alerter.alert(
+                context,
+                "error",
+                action="surface-for-triage",
+                target=f.target,
+                kind=f.failure_kind,
+                error=f.error,
+                run=outcome.name,
+            )
+        planned = result.tables_copied + result.tables_failed + (result.tables_skipped or 0)
+        if planned == 0 and not any(not f.target for f in found.failures):
+            alerter.alert(context, "warning", action="empty-run", run=outcome.name)
 
         metadata: dict[str, Any] = {
             "rocky_run": outcome.name,
@@ -164,7 +212,7 @@ def build_replication_asset(
             ),
             "alerted": dg.MetadataValue.json(_rows(owner + extended)),
             "unclassified": dg.MetadataValue.json(
-                [{"target": f.target, "error": f.error} for f in surface]
+                [{"target": f.target, "kind": f.failure_kind, "error": f.error} for f in surface]
             ),
         }
         # One observation per attempt: what each failed table's branch was, even when the
@@ -188,7 +236,7 @@ def build_replication_asset(
                 )
             raise dg.RetryRequested(
                 max_retries=max_quota_retries,
-                seconds_to_wait=extended_backoff_seconds * 2**attempt,
+                seconds_to_wait=jittered(extended_backoff_seconds * 2**attempt),
             )
         if retry:
             if attempt >= retry_policy.max_retries:
@@ -209,6 +257,12 @@ def build_replication_asset(
                 description=f"{len(retry)} table(s) failed transiently; retrying.",
                 metadata={**metadata, "retryable": dg.MetadataValue.json(_rows(retry))},
             )
+        if outcome.exit_code == 1:
+            # Nothing copied (every table failed for good, or the run never started): the
+            # asset fails with the cause; no retry, none of the failures is retryable.
+            cause = _cause(outcome, found.failures)
+            alerter.alert(context, "error", action="run-failed", cause=cause, run=outcome.name)
+            raise dg.Failure(description=cause, metadata=metadata, allow_retries=False)
         yield dg.MaterializeResult(metadata=metadata)
 
     return replicated_tables
