@@ -52,6 +52,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="keep each attempt's runner log and result file in DIR",
     )
+    parser.add_argument(
+        "--journal",
+        metavar="PATH",
+        type=Path,
+        help="append each table's result here as it finishes (default "
+        "$XDG_STATE_HOME/rocky-operator/local/NAME.journal.jsonl); --resume-from accepts it",
+    )
+    parser.add_argument(
+        "--fork-server",
+        action="store_true",
+        help="experimental: fork each runner from one warm runner process",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         resume_from=args.resume_from,
         mounts=dict(args.mount),
         logs_dir=args.logs_dir,
+        journal=args.journal,
+        fork_server=args.fork_server,
     )
     return run_local(
         args.manifest,

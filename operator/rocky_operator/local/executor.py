@@ -80,10 +80,11 @@ class LocalOptions:
     """Where each table's final result is appended as soon as it is known (``--journal``);
     default :func:`~rocky_operator.local.journal.default_journal_path` of the run name.
     ``--resume-from`` accepts it, so a killed run can be resumed."""
-    fork_server: bool = True
+    fork_server: bool = False
     """Fork each runner from one warm runner process per run (its interpreter start and
     imports paid once; each table still in a process of its own). Only with the default
-    ``runner_command``; False: a new interpreter per table (``--no-fork-server``)."""
+    ``runner_command``. Off by default: from the CLI the server hangs (under investigation);
+    False: a new interpreter per table."""
 
 
 def _runner_env(manifest: Manifest) -> dict[str, str]:
