@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import duckdb
 from audit_log import Request, by_verb_and_resource, read_requests
 from tests.support.control_plane import ControlPlane, audit_offset, binaries_dir
-from tests.support.e2e import OperatorProcess, Rest, apply_crds, wait_for
+from tests.support.e2e import OperatorProcess, Rest, apply_crds, start_process, wait_for
 
 OPERATOR_USER = "rocky-operator"
 RUNS = "/apis/rocky.dev/v1alpha1"
@@ -103,6 +103,39 @@ def proc_peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+class ProfiledOperator(OperatorProcess):
+    """The operator under cProfile (``--profile``; its CPU figure then includes the profiler)."""
+
+    def __init__(self, *args: Any, profile: Path, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.profile = profile
+
+    def start(self) -> None:
+        self.proc = start_process(
+            self.cp,
+            [
+                sys.executable,
+                "-m",
+                "cProfile",
+                "-o",
+                str(self.profile),
+                "-m",
+                "rocky_operator.cli",
+                "run",
+                "--namespace",
+                self.namespace,
+                "--metrics-host",
+                "127.0.0.1",
+                "--metrics-port",
+                str(self.port),
+                *self.extra_args,
+            ],
+            log=self.log,
+            env=self.env,
+        )
+        wait_for(self._healthy, timeout=60, what="the operator's /healthz")
 
 
 @dataclass
@@ -178,11 +211,12 @@ def one_run(
 ) -> RunFigures:
     namespace = f"scale-{index}"
     rest.post("/api/v1/namespaces", {"metadata": {"name": namespace}})
-    operator = OperatorProcess(
-        cp,
-        namespace,
-        state / f"operator-{index}.log",
-        extra_args=("--batch-seconds", "1", "--status-interval-seconds", "5"),
+    settings = ("--batch-seconds", "1", "--status-interval-seconds", "5")
+    log = state / f"operator-{index}.log"
+    operator = (
+        ProfiledOperator(cp, namespace, log, settings, profile=args.profile)
+        if args.profile
+        else OperatorProcess(cp, namespace, log, extra_args=settings)
     )
     operator.start()
     try:
@@ -277,6 +311,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs, one after another")
     parser.add_argument("--timeout", type=float, default=7200)
     parser.add_argument("--state-dir", type=Path)
+    parser.add_argument("--profile", type=Path, help="run the operator under cProfile, stats here")
     args = parser.parse_args()
     if args.schemas is None:
         args.schemas = min(args.tables, max(2 * args.concurrency, args.tables // 100))

@@ -60,3 +60,28 @@ def test_one_duckdb_target_file_never_has_two_writers(tmp_path: Path) -> None:
     validate_output(result.output)
     assert result.output["tables_copied"] == 10
     assert _overlaps(events) == {"acme_wh": 1, "globex_wh": 1}
+
+
+def test_a_result_that_contradicts_its_exit_code_is_not_trusted(tmp_path: Path) -> None:
+    """Case 6: a runner writes ``copied`` with ``rows_copied: -5`` and exits 12: the table
+    fails as unknown with both facts in the error; the RunOutput stays valid."""
+    warehouse = build_warehouse(tmp_path / "w.duckdb", {"src__acme__shop": ["a", "b"]})
+    result = (
+        '{"v":1,"asset_key":["duckdb","acme","shop","a"],"outcome":"copied",'
+        '"rows_copied":-5,"duration_ms":3}'
+    )
+    command = wrapper_script(
+        tmp_path / "runner.sh",
+        f'case "$ROCKY_TASK" in *\'"table":"a"\'*) echo \'{result}\' > "$ROCKY_RESULT_PATH";'
+        " exit 12;; esac\nexec $RUNNER",
+    )
+    manifest = write_manifest(tmp_path / "run.yaml", manifest_doc(warehouse))
+    run_ = run(manifest, LocalOptions(runner_command=command))
+    assert run_.code == 2, run_.stderr
+    out = run_.output
+    validate_output(out)
+    assert run_.copied() == ["duckdb/acme/shop/b"]
+    (error,) = out["errors"]
+    assert error["failure_kind"] == "unknown"
+    assert "rows_copied is -5" in error["error"]
+    assert "exited 12" in error["error"]

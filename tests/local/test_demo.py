@@ -90,7 +90,7 @@ def test_demo_exits_2_with_four_kinds_and_every_table_once(
     assert "failures by failure_kind" in proc.stderr
 
 
-_VARYING = frozenset({"duration_ms", "backoff_ms", "started_at", "watermark", "error"})
+_VARYING = frozenset({"duration_ms", "copy_ms", "backoff_ms", "started_at", "watermark", "error"})
 
 
 def _normal_output(doc: Any, workdir: Path) -> Any:

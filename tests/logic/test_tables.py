@@ -66,7 +66,12 @@ def test_plan_applies_filter_templates_and_asset_key() -> None:
     assert orders.task.metadata_columns[0].name == "_loaded_by"
     assert orders.task.adapter == {
         "type": "duckdb",
-        "duckdb": {"path": "/data/w.duckdb", "lockTimeoutSeconds": 60.0, "memoryLimit": None},
+        "duckdb": {
+            "path": "/data/w.duckdb",
+            "lockTimeoutSeconds": 60.0,
+            "memoryLimit": None,
+            "storageVersion": None,
+        },
     }
     assert dict(orders.components) == {"tenant": "acme", "region": "us_west", "source": "shopify"}
 

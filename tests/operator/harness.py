@@ -222,9 +222,11 @@ class Cluster:
     async def wait_pods_gone(self, run: str, *, deadline_seconds: float = 30.0) -> list[JSON]:
         """The run's pods once none is left (or, past the deadline, those still there)."""
         deadline = time.monotonic() + deadline_seconds
-        while (left := await self.pods(run)) and time.monotonic() < deadline:
+        while True:
+            left = await self.pods(run)
+            if not left or time.monotonic() >= deadline:
+                return left
             await asyncio.sleep(0.05)
-        return left
 
     async def config_maps(self) -> list[JSON]:
         doc = await self.api.get(f"/api/v1/namespaces/{self.namespace}/configmaps")

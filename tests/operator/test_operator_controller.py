@@ -168,9 +168,30 @@ async def test_classification_retries_and_status(
         assert status_patches < pods_created, (status_patches, pods_created)
 
 
+def _warehouse_one_file_per_table(path: Path) -> Path:
+    """t01..t12, each in its own region's schema, so with ``{tenant}_{region}`` every
+    table has its own target file and runs beside the others (no write group shared)."""
+    import duckdb
+
+    con = duckdb.connect(str(path))
+    try:
+        for i, table in enumerate(TABLES, 1):
+            con.execute(f"CREATE SCHEMA src__acme__r{i:02d}__shopify")
+            con.execute(
+                f"CREATE TABLE src__acme__r{i:02d}__shopify.{table} AS SELECT 1 AS id, "
+                "TIMESTAMP '2024-01-01' AS _fivetran_synced"
+            )
+    finally:
+        con.close()
+    return path
+
+
 async def test_fail_fast_aborts_and_skips_the_rest(
-    api_server: str, cluster: Cluster, kubelet: FakeKubelet, warehouse: Path
+    api_server: str, cluster: Cluster, kubelet: FakeKubelet, tmp_path: Path
 ) -> None:
+    """Issue 10 case 3: the tables in flight when fail-fast stops the run are not failures
+    of theirs: they are not attempted (contained, blocked by the failed table)."""
+    warehouse = _warehouse_one_file_per_table(tmp_path / "regions.duckdb")
     for table in TABLES[2:]:
         kubelet.plant(table, [Outcome("hang")])
     kubelet.plant("t01", [copied()])
@@ -178,6 +199,7 @@ async def test_fail_fast_aborts_and_skips_the_rest(
         "t02", [Outcome("failed", failure_kind=T.QUERY_REJECTED, error="bad SQL", delay=0.5)]
     )
     spec = run_spec(warehouse, failFast=True, concurrency=3)
+    spec["target"]["catalogTemplate"] = "{tenant}_{region}"
     async with operator_life(api_server, cluster.namespace):
         await cluster.create_run("ff", spec)
         run = await cluster.wait_finished("ff")
@@ -185,17 +207,20 @@ async def test_fail_fast_aborts_and_skips_the_rest(
     status = run["status"]
     assert status["phase"] == "PartialFailure"
     assert status["tables"]["copied"] == 1
-    # t02 failed; the pods in flight then (t03, maybe t04) were aborted; the rest never ran.
-    assert status["tables"]["failed"] + status["tables"]["notAttempted"] == 11
-    assert status["tables"]["notAttempted"] >= 8
-    assert "fail-fast: duckdb/acme/us_west/shopify/t02 failed (query-rejected)" in status["message"]
+    # t02 failed; the pods in flight then (t03, maybe t04) were stopped: not attempted.
+    assert status["tables"]["failed"] == 1
+    assert status["tables"]["notAttempted"] == 10
+    assert "fail-fast: duckdb/acme/r02/shopify/t02 failed (query-rejected)" in status["message"]
     full = run["status"]["runOutput"]
-    kinds = _errors_by_table(full)
-    assert kinds.pop("t02") == "query-rejected"
-    assert kinds
-    assert set(kinds.values()) == {"transient"}
-    assert all("aborted" in e["error"] for e in full["errors"] if e["asset_key"][-1] != "t02")
-    assert len(full["contained"]) == status["tables"]["notAttempted"]
+    _check_run_output(full)
+    assert _errors_by_table(full) == {"t02": "query-rejected"}
+    assert full["tables_failed"] == 1
+    assert full["tables_skipped"] == 10
+    contained = {c["model"]: c for c in full["contained"]}
+    assert len(contained) == 10
+    assert all(c["blocked_by"] == ["duckdb/acme/r02/shopify/t02"] for c in contained.values())
+    in_flight = [m for m, c in contained.items() if "stopped in flight" in c["unblock_hint"]]
+    assert in_flight  # t03 at least was running when t02 failed
     assert pods_left == []  # the hanging pods were stopped
 
 
@@ -441,7 +466,7 @@ async def test_killed_between_recording_a_start_and_creating_its_pod(
     attempts_of_t03 = sorted(
         int(name.rsplit("-", 1)[1]) for name in kubelet.handled if name.split("-")[1] == key
     )
-    assert attempts_of_t03 == [2]
+    assert attempts_of_t03 == [1]
 
 
 def _key_of(run: dict[str, Any], table: str) -> str:

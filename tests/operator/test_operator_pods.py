@@ -179,7 +179,7 @@ def test_row_valid_message_gives_its_kind() -> None:
     pod = _pod(
         {
             "phase": "Failed",
-            "containerStatuses": [_terminated(13, _message(FailureKind.QUOTA_EXCEEDED))],
+            "containerStatuses": [_terminated(14, _message(FailureKind.QUOTA_EXCEEDED))],
         }
     )
     attempt = classify_pod(pod, NOW)

@@ -29,6 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"the Secret credentials are read from (default: {DEFAULT_SECRET})",
     )
     parser.add_argument(
+        "--overlay",
+        metavar="FILE.yaml",
+        help="a partial RockyRun spec merged over the translation (runner volumes, "
+        "adapter.duckdb.memoryLimit, retry, ...)",
+    )
+    parser.add_argument(
         "--duckdb-storage-version",
         metavar="VERSION",
         help="DuckDB storage version of new target files, e.g. v1.5.0 (readable by Rocky's "
@@ -39,7 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from rocky_operator.compat.rocky_toml import Options, RockyTomlError, translate_file
+    from rocky_operator.compat.rocky_toml import (
+        Options,
+        RockyTomlError,
+        load_overlay,
+        translate_file,
+    )
 
     options = Options(
         pipeline=args.pipeline,
@@ -50,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         translation = translate_file(args.config, os.environ, options)
+        if args.overlay:
+            translation = load_overlay(translation, args.overlay)
     except RockyTomlError as exc:
         sys.stderr.write(f"rocky-operator: {exc}\n")
         return 1

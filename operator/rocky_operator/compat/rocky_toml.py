@@ -582,3 +582,47 @@ def translate_file(path: str | Path, env: Mapping[str, str], options: Options) -
 
         options = replace(options, base_dir=file.resolve().parent)
     return translate(parse(text, str(file)), env, options)
+
+
+def merge(base: Any, overlay: Any) -> Any:
+    """``overlay`` deep-merged over ``base``: mappings merge, anything else replaces."""
+    if isinstance(base, Mapping) and isinstance(overlay, Mapping):
+        out = dict(base)
+        for key, value in overlay.items():
+            out[key] = merge(base.get(key), value) if key in base else value
+        return out
+    return overlay
+
+
+def with_overlay(translation: Translation, overlay: Any, source: str) -> Translation:
+    """The translation with a partial RockyRun spec (camelCase, e.g. ``runner.volumes`` or
+    ``adapter.duckdb.memoryLimit``) merged over its spec, validated again."""
+    if not isinstance(overlay, Mapping):
+        raise RockyTomlError(f"{source}: expected a mapping of RockyRun spec fields")
+    manifest = dict(translation.manifest)
+    manifest["spec"] = merge(manifest["spec"], overlay)
+    try:
+        RockyRunSpec.model_validate(manifest["spec"])
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "spec"
+        raise RockyTomlError(
+            f"{source}: spec.{loc}: {str(err['msg']).removeprefix('Value error, ')}"
+        ) from None
+    from dataclasses import replace
+
+    return replace(translation, manifest=manifest)
+
+
+def load_overlay(translation: Translation, path: str | Path) -> Translation:
+    """:func:`with_overlay` with the overlay read from a YAML file."""
+    import yaml
+
+    file = Path(path)
+    try:
+        doc = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RockyTomlError(f"{file}: cannot read the overlay: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise RockyTomlError(f"{file}: the overlay is not YAML: {exc}".splitlines()[0]) from None
+    return with_overlay(translation, doc, str(file))

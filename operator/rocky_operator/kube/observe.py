@@ -57,11 +57,14 @@ def observe(
             continue
         pod_names[ident] = pod["metadata"]["name"]
         recorded = journal.get(ident)
-        if recorded is not None and recorded.state is not AttemptState.RUNNING:
+        stopping = recorded is not None and recorded.state is AttemptState.STOPPED
+        if recorded is not None and recorded.state is not AttemptState.RUNNING and not stopping:
             continue
         seen = classify_pod(pod, now, pod_settings)
         if seen is None:
             continue
+        if stopping and seen.state is not AttemptState.COPIED:
+            continue  # stopped by the run; only a commit it still reports changes that
         if recorded is not None:
             seen = replace(seen, started_at=recorded.started_at)
         attempts[ident] = seen

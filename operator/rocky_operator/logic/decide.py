@@ -33,6 +33,10 @@ class AttemptState(StrEnum):
     RUNNING = "running"
     COPIED = "copied"
     FAILED = "failed"
+    STOPPED = "stopped"
+    """Stopped by the run itself (fail-fast, cancellation) before it committed: not a
+    failure of the table. A table whose last attempt was stopped counts as not
+    attempted; one that committed anyway is COPIED."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,12 @@ class Decision:
     """Why the run stopped early: fail-fast, the breaker, or cancellation."""
 
 
-_STATE_RANK = {AttemptState.RUNNING: 0, AttemptState.FAILED: 1, AttemptState.COPIED: 2}
+_STATE_RANK = {
+    AttemptState.RUNNING: 0,
+    AttemptState.STOPPED: 1,
+    AttemptState.FAILED: 1,
+    AttemptState.COPIED: 2,
+}
 
 
 def _merge(attempts: Iterable[Attempt], known: set[str]) -> dict[str, dict[int, Attempt]]:
@@ -160,6 +169,18 @@ def _observed_outcome(key: str, history: tuple[Attempt, ...], policy: RunPolicy)
             started_at=running[-1].started_at,
             history=history,
         )
+    if latest.state is AttemptState.STOPPED:
+        # Not the table's failure: it may start again (a new attempt number) unless the
+        # run is halting, which is what stopped it (then it is not attempted).
+        return TableOutcome(
+            table=key,
+            state=TableState.PENDING,
+            attempts=latest.number,
+            error=latest.error,
+            started_at=latest.started_at,
+            finished_at=latest.finished_at,
+            history=history,
+        )
     kind = _kind(latest)
     rule = policy.rule_for(kind)
     retries_used = latest.number - 1
@@ -179,6 +200,16 @@ def _observed_outcome(key: str, history: tuple[Attempt, ...], policy: RunPolicy)
         retry_at = ended + timedelta(seconds=backoff_delay(rule, retries_used + 1))
         return replace(failed, state=TableState.WAITING_RETRY, retry_at=retry_at)
     return failed
+
+
+def not_attempted(outcome: TableOutcome, note: str, blocked: tuple[str, ...]) -> TableOutcome:
+    """A pending table the run will not start (any more): never started, or its attempt
+    was stopped by the run before it committed (the note then says so)."""
+    if outcome.attempts:
+        note = note.replace("not attempted:", "not attempted: stopped in flight,", 1)
+    return replace(
+        outcome, state=TableState.NOT_ATTEMPTED, error=note, blocked_by=blocked, retry_at=None
+    )
 
 
 def _give_up(outcome: TableOutcome) -> TableOutcome:
@@ -250,13 +281,7 @@ def decide(
         abort = tuple(running)
         for key, outcome in outcomes.items():
             if outcome.state is TableState.PENDING:
-                outcomes[key] = TableOutcome(
-                    table=key,
-                    state=TableState.NOT_ATTEMPTED,
-                    attempts=0,
-                    error=not_attempted_note,
-                    blocked_by=blocked,
-                )
+                outcomes[key] = not_attempted(outcome, not_attempted_note, blocked)
             elif outcome.state is TableState.WAITING_RETRY:
                 outcomes[key] = _give_up(outcome)
     else:

@@ -32,6 +32,7 @@ from typing import Any
 
 from rocky_operator.api.spec import API_GROUP, API_VERSION, KIND, RockyRunSpec
 from rocky_operator.logic.decide import Attempt, AttemptState
+from rocky_operator.logic.results import result_attempt
 from rocky_operator.logic.tables import PlannedTable, attempt_name
 from rocky_runner.contract import (
     DEFAULT_RESULT_PATH,
@@ -230,6 +231,17 @@ def pod_identity(pod: Mapping[str, Any]) -> tuple[str, int] | None:
     return key, int(number)
 
 
+def _asset_key_annotation(meta: Mapping[str, Any]) -> list[str] | None:
+    """The asset key the operator stamped on the pod (None when absent or unreadable)."""
+    raw = (meta.get("annotations") or {}).get(ANNOTATION_ASSET_KEY)
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError:
+        return None
+    ok = isinstance(value, list) and all(isinstance(p, str) for p in value)
+    return value if ok else None
+
+
 def _container_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     statuses = pod.get("status", {}).get("containerStatuses") or []
     for status in statuses:
@@ -282,24 +294,15 @@ def classify_pod(
         except MessageError as exc:
             decode_problem = str(exc)
         else:
-            if result.outcome == "copied":
-                return Attempt(
-                    table=key,
-                    number=number,
-                    state=AttemptState.COPIED,
-                    started_at=started,
-                    finished_at=finished_at or now,
-                    result=result,
-                )
-            return Attempt(
+            code = (terminated or {}).get("exitCode")
+            return result_attempt(
                 table=key,
                 number=number,
-                state=AttemptState.FAILED,
                 started_at=started,
                 finished_at=finished_at or now,
-                failure_kind=result.failure_kind,
-                error=result.error,
                 result=result,
+                exit_code=code if isinstance(code, int) else None,
+                asset_key=_asset_key_annotation(meta),
             )
 
     reason = status.get("reason") or ""
@@ -394,14 +397,14 @@ def missing_pod_attempt(key: str, number: int, started_at: datetime, now: dateti
 
 
 def aborted_attempt(attempt: Attempt, reason: str, now: datetime) -> Attempt:
-    """A running attempt stopped by the operator (fail-fast): transient, so that a
-    resume with ``resumeKinds: [transient]`` picks it up again."""
+    """A running attempt stopped by the operator (fail-fast): STOPPED, so the table counts
+    as not attempted (``contained``, blocked by the failed table), not as failed. If its
+    pod still reports a commit, the copy wins (see ``kube.observe``)."""
     return Attempt(
         table=attempt.table,
         number=attempt.number,
-        state=AttemptState.FAILED,
+        state=AttemptState.STOPPED,
         started_at=attempt.started_at,
         finished_at=now,
-        failure_kind=FailureKind.TRANSIENT,
-        error=f"aborted before it finished: {reason}",
+        error=f"stopped before it finished: {reason}",
     )

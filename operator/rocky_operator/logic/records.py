@@ -177,7 +177,12 @@ def decode_batch(data: bytes) -> list[Attempt]:
 
 def latest_attempts(attempts: Iterable[Attempt]) -> dict[tuple[str, int], Attempt]:
     """Per (table, number) the furthest state recorded (running < failed/copied)."""
-    rank = {AttemptState.RUNNING: 0, AttemptState.FAILED: 1, AttemptState.COPIED: 1}
+    rank = {
+        AttemptState.RUNNING: 0,
+        AttemptState.STOPPED: 1,
+        AttemptState.FAILED: 1,
+        AttemptState.COPIED: 1,
+    }
     merged: dict[tuple[str, int], Attempt] = {}
     for attempt in attempts:
         key = (attempt.table, attempt.number)

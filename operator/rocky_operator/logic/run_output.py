@@ -153,6 +153,7 @@ def _materialization(table: PlannedTable, outcome: TableOutcome) -> dict[str, An
                 meta.get("target_table_full_name") or table.task.target.full_name()
             ),
             "column_count": _int_or_none(meta.get("column_count")),
+            **_runner_extras(meta),
         },
     }
     tenant = table.components.get("tenant")
@@ -162,6 +163,27 @@ def _materialization(table: PlannedTable, outcome: TableOutcome) -> dict[str, An
     if trail:
         doc["attempts"] = trail
     return doc
+
+
+#: Counts under ``metadata.rows_not_copied`` (docs/runner.md, "Incremental copies").
+_NOT_COPIED_KEYS = ("null_timestamp", "at_watermark", "older_than_watermark")
+
+
+def _runner_extras(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """What the runner reports beyond Rocky's fields, checked (MaterializationMetadata
+    allows extra properties): rows an append left behind, its warnings, the copy time."""
+    extras: dict[str, Any] = {}
+    raw = meta.get("rows_not_copied")
+    if isinstance(raw, Mapping):
+        counts = {k: _int_or_none(raw.get(k)) for k in _NOT_COPIED_KEYS}
+        extras["rows_not_copied"] = {k: v for k, v in counts.items() if v is not None}
+    warnings = meta.get("warnings")
+    if isinstance(warnings, list) and warnings:
+        extras["warnings"] = [str(w) for w in warnings]
+    copy_ms = _int_or_none(meta.get("copy_ms"))
+    if copy_ms is not None:
+        extras["copy_ms"] = copy_ms
+    return extras
 
 
 def _drift_actions(table: PlannedTable, outcome: TableOutcome) -> list[dict[str, Any]]:
