@@ -171,7 +171,10 @@ def test_helm_install_then_rockyrun_completes(
     crd = kubectl_json(control_plane, "get", "crd", "rockyruns.rocky.dev")
     assert crd["spec"]["names"]["kind"] == "RockyRun"
     role = kubectl_json(control_plane, "get", "role", release, "-n", namespace)
-    assert {r["resources"][0] for r in role["rules"]} >= {"rockyruns", "pods", "secrets"}
+    resources = {r["resources"][0] for r in role["rules"]}
+    assert resources >= {"rockyruns", "pods"}
+    # DESIGN.md, trust boundaries: the operator holds no warehouse credentials.
+    assert "secrets" not in resources
     kubectl(control_plane, "get", "serviceaccount", f"{release}-runner", "-n", namespace)
 
     # The Deployment's pod runs as a process and serves /metrics and /healthz.
