@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -42,7 +43,26 @@ def test_one_wait_until_the_deadline_and_exit_wakes_the_thread(
     assert waits[0] > 3000
 
 
+def _in_child(body: Callable[[], None]) -> None:
+    """Run ``body`` in a forked child: it signals its own process, and in the pytest process
+    another thread (which has not blocked the signal) could take it and end the session."""
+    pid = os.fork()
+    if pid == 0:  # the child: one thread, the signals land here
+        code = 1
+        try:
+            body()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def test_stop_signal_is_still_taken_during_the_wait() -> None:
+    _in_child(_stop_signal_is_still_taken_during_the_wait)
+
+
+def _stop_signal_is_still_taken_during_the_wait() -> None:
     cancelled = threading.Event()
     dog = Watchdog(3600, grace_seconds=30)
     with dog:
@@ -62,6 +82,10 @@ def test_timeout_still_fires_without_a_signal() -> None:
 
 
 def test_an_outside_wake_signal_does_not_end_the_watch() -> None:
+    _in_child(_an_outside_wake_signal_does_not_end_the_watch)
+
+
+def _an_outside_wake_signal_does_not_end_the_watch() -> None:
     cancelled = threading.Event()
     dog = Watchdog(3600, grace_seconds=30)
     with dog:
