@@ -1,4 +1,5 @@
-# WORK IN PROGRESS (issue 14): not collected by pytest yet; it fails on the local backend and is kept for the next session.
+# WORK IN PROGRESS (issue 14): not collected by pytest yet; it fails on the local backend
+# and is kept for the next session.
 """The seed's Dagster asset, unchanged but for binary_path=, on the local backend.
 
 Real dagster and real dagster-rocky (PyPI) drive ``rocky-operator-rocky``, which translates

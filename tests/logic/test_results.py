@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rocky_operator.logic.decide import Attempt, AttemptState, TableState, decide
-from rocky_operator.logic.pods import ANNOTATION_ASSET_KEY, classify_pod, pod_labels
+from rocky_operator.logic.pod_manifest import pod_labels
+from rocky_operator.logic.pods import ANNOTATION_ASSET_KEY, classify_pod
 from rocky_operator.logic.policy import RunPolicy
 from rocky_operator.logic.results import result_attempt, stopped_by_run
 from rocky_runner.contract import FailureKind, TableResult

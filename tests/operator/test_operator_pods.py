@@ -14,14 +14,8 @@ import pytest
 
 from rocky_operator.api.spec import RockyRunSpec
 from rocky_operator.logic.decide import AttemptState
-from rocky_operator.logic.pods import (
-    DEFAULT_RUNNER_IMAGE,
-    PodSettings,
-    RunnerDefaults,
-    build_pod,
-    classify_pod,
-    missing_pod_attempt,
-)
+from rocky_operator.logic.pod_manifest import DEFAULT_RUNNER_IMAGE, RunnerDefaults, build_pod
+from rocky_operator.logic.pods import PodSettings, classify_pod, missing_pod_attempt
 from rocky_operator.logic.tables import PlannedTable, plan_tables
 from rocky_runner.contract import FailureKind, TableResult, decode_result, encode_result
 from rocky_runner.discovery import DiscoveredTable

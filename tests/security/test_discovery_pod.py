@@ -22,7 +22,7 @@ from rocky_operator.logic.discovery_pod import (
     discovery_task,
     observe_discovery_pod,
 )
-from rocky_operator.logic.pods import RunnerDefaults
+from rocky_operator.logic.pod_manifest import RunnerDefaults
 from rocky_runner.discovery_channel import (
     ENV_DISCOVERY,
     ChannelError,

@@ -21,7 +21,7 @@ from tests.operator.conftest import run_spec
 from tests.operator.harness import FAST, Cluster, FakeKubelet, operator_life
 
 from rocky_operator.api.spec import RunnerSpec
-from rocky_operator.logic.pods import RunnerDefaults
+from rocky_operator.logic.pod_manifest import RunnerDefaults
 from rocky_operator.logic.runner_policy import (
     RunnerPolicy,
     check_runner_policy,

@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-from rocky_operator.logic.pods import DEFAULT_RUNNER_IMAGE, RunnerDefaults
+from rocky_operator.logic.pod_manifest import DEFAULT_RUNNER_IMAGE, RunnerDefaults
 from rocky_operator.logic.runner_policy import (
     DEFAULT_ENV_SOURCES,
     DEFAULT_MOUNT_PATHS,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from rocky_operator.kube.client import KubeError
 from rocky_operator.logic.decide import Attempt, AttemptState, Decision
-from rocky_operator.logic.pods import build_pod
+from rocky_operator.logic.pod_manifest import build_pod
 from rocky_runner.contract import FailureKind
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rocky_operator.api.spec import RockyRunSpec
-from rocky_operator.logic.pods import RunnerDefaults
+from rocky_operator.logic.pod_manifest import RunnerDefaults
 from rocky_operator.logic.runner_policy import RunnerPolicy
 
 #: Discovery: (spec, credentials by env name) -> discovered tables (DiscoveredTable-like).

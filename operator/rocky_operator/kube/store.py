@@ -18,7 +18,8 @@ from typing import Any
 from rocky_operator.kube.client import KubeClient
 from rocky_operator.logic import records
 from rocky_operator.logic.decide import Attempt
-from rocky_operator.logic.pods import LABEL_ROLE, LABEL_RUN, owner_reference
+from rocky_operator.logic.pod_manifest import owner_reference
+from rocky_operator.logic.pods import LABEL_ROLE, LABEL_RUN
 from rocky_operator.logic.tables import PlannedTable
 
 ANNOTATION_PARTS = "rocky.dev/parts"

@@ -19,21 +19,17 @@ from datetime import datetime
 from typing import Any
 
 from rocky_operator.api.spec import RockyRunSpec
+from rocky_operator.logic.pod_manifest import RunnerDefaults, owner_reference, runner_pod_spec
 from rocky_operator.logic.pods import (
-    _RESTRICTED_CONTAINER,
     CONTAINER_NAME,
     LABEL_ROLE,
     LABEL_RUN,
     STUCK_WAITING,
-    RunnerDefaults,
-    owner_reference,
     parse_time,
 )
 from rocky_operator.logic.runner_policy import RUNNER_COMMAND
 from rocky_operator.logic.tables import adapter_settings
 from rocky_runner.contract import (
-    DEFAULT_RESULT_PATH,
-    ENV_RESULT_PATH,
     KIND_BY_EXIT_CODE,
     FailureKind,
 )
@@ -83,47 +79,13 @@ def build_discovery_pod(
     defaults: RunnerDefaults,
 ) -> dict[str, Any]:
     """The Pod manifest of the run's discovery."""
-    runner = spec.runner
-    env: list[dict[str, Any]] = [
-        {"name": ENV_DISCOVERY, "value": discovery_task(spec).model_dump_json()},
-        {"name": ENV_RESULT_PATH, "value": DEFAULT_RESULT_PATH},
-        {"name": "HOME", "value": "/tmp"},
-        {"name": "TMPDIR", "value": "/tmp"},
-    ]
-    for env_name, ref in sorted(spec.adapter.secret_refs().items()):
-        env.append(
-            {"name": env_name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
-        )
-    env.extend(runner.env or [])
-    container: dict[str, Any] = {
-        "name": CONTAINER_NAME,
-        "image": runner.image or defaults.image,
-        "imagePullPolicy": runner.image_pull_policy,
-        "command": list(RUNNER_COMMAND),
-        "env": env,
-        "terminationMessagePath": DEFAULT_RESULT_PATH,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": dict(_RESTRICTED_CONTAINER),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *(runner.volume_mounts or [])],
-    }
-    if runner.resources:
-        container["resources"] = dict(runner.resources)
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {}}, *(runner.volumes or [])],
-        "activeDeadlineSeconds": max(int(deadline_seconds), 1),
-    }
-    service_account = runner.service_account_name or defaults.service_account_name
-    if service_account:
-        pod_spec["serviceAccountName"] = service_account
-    if runner.node_selector:
-        pod_spec["nodeSelector"] = dict(runner.node_selector)
-    if runner.tolerations:
-        pod_spec["tolerations"] = list(runner.tolerations)
+    pod_spec = runner_pod_spec(
+        spec,
+        defaults,
+        first_env={ENV_DISCOVERY: discovery_task(spec).model_dump_json()},
+        command=RUNNER_COMMAND,
+    )
+    pod_spec["activeDeadlineSeconds"] = max(int(deadline_seconds), 1)
     return {
         "apiVersion": "v1",
         "kind": "Pod",

@@ -1,8 +1,7 @@
-"""Runner pods: the manifest of one attempt, and what an observed pod means.
+"""Runner pods: their names and labels, and what an observed pod means.
 
-:func:`build_pod` turns a planned table and an attempt number into a Pod manifest
-(deterministic name, labels, owner reference, restricted security context,
-credentials only by Secret reference). :func:`classify_pod` reads an observed pod
+The manifests are built in :mod:`rocky_operator.logic.pod_manifest`. :func:`classify_pod`
+reads an observed pod
 (the API's JSON) into a :class:`~rocky_operator.logic.decide.Attempt` following
 DESIGN.md's table:
 
@@ -30,14 +29,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from rocky_operator.api.spec import API_GROUP, API_VERSION, KIND, RockyRunSpec
 from rocky_operator.logic.decide import Attempt, AttemptState
 from rocky_operator.logic.results import result_attempt
-from rocky_operator.logic.tables import PlannedTable, attempt_name
 from rocky_runner.contract import (
-    DEFAULT_RESULT_PATH,
-    ENV_RESULT_PATH,
-    ENV_TASK,
     KIND_BY_EXIT_CODE,
     FailureKind,
     MessageError,
@@ -86,128 +80,6 @@ class PodSettings:
 
     stuck_grace_seconds: float = DEFAULT_STUCK_GRACE_SECONDS
     """How long a pod may wait with an image-pull or config error before it fails."""
-
-
-def owner_reference(run_name: str, run_uid: str) -> dict[str, Any]:
-    """The controller owner reference to the RockyRun: pods and ConfigMaps go with it."""
-    return {
-        "apiVersion": f"{API_GROUP}/{API_VERSION}",
-        "kind": KIND,
-        "name": run_name,
-        "uid": run_uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-def pod_labels(run_name: str, key: str, attempt: int) -> dict[str, str]:
-    return {
-        LABEL_RUN: run_name,
-        LABEL_TABLE: key,
-        LABEL_ATTEMPT: str(attempt),
-        LABEL_ROLE: "runner",
-        "app.kubernetes.io/name": "rocky-runner",
-        "app.kubernetes.io/managed-by": "rocky-operator",
-    }
-
-
-_RESTRICTED_CONTAINER = {
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "runAsNonRoot": True,
-    "privileged": False,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-
-
-#: The runner image when neither the RockyRun nor the operator names one.
-DEFAULT_RUNNER_IMAGE = "ghcr.io/rocky-dev/rocky-operator:0.1.0"
-
-
-@dataclass(frozen=True)
-class RunnerDefaults:
-    """What the operator fills in where ``spec.runner`` says nothing."""
-
-    image: str = DEFAULT_RUNNER_IMAGE
-    """Runner image (``rocky-operator run --runner-image``)."""
-    service_account_name: str | None = None
-    """Runner ServiceAccount (``--runner-service-account``)."""
-
-
-def build_pod(
-    *,
-    run_name: str,
-    run_uid: str,
-    namespace: str,
-    spec: RockyRunSpec,
-    table: PlannedTable,
-    attempt: int,
-    defaults: RunnerDefaults = RunnerDefaults(),
-) -> dict[str, Any]:
-    """The Pod manifest of one attempt of one table.
-
-    ``defaults`` fill what ``spec.runner`` leaves unset (image, ServiceAccount): they are
-    the operator's settings, so one Helm value moves every run to a new runner image.
-
-    The name is deterministic (``attempt_name``), so creating it twice is a 409, never a
-    second runner. The root filesystem is read-only; ``/tmp`` is an emptyDir and HOME
-    points there (DuckDB writes extension and spill files under it).
-    """
-    runner = spec.runner
-    env: list[dict[str, Any]] = [
-        {"name": ENV_TASK, "value": table.task.model_dump_json(by_alias=True)},
-        {"name": ENV_RESULT_PATH, "value": DEFAULT_RESULT_PATH},
-        {"name": "HOME", "value": "/tmp"},
-        {"name": "TMPDIR", "value": "/tmp"},
-    ]
-    for env_name, ref in sorted(spec.adapter.secret_refs().items()):
-        env.append(
-            {"name": env_name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
-        )
-    env.extend(runner.env or [])
-    container: dict[str, Any] = {
-        "name": CONTAINER_NAME,
-        "image": runner.image or defaults.image,
-        "imagePullPolicy": runner.image_pull_policy,
-        "command": list(runner.command),
-        "env": env,
-        "terminationMessagePath": DEFAULT_RESULT_PATH,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": dict(_RESTRICTED_CONTAINER),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *(runner.volume_mounts or [])],
-    }
-    if runner.resources:
-        container["resources"] = dict(runner.resources)
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {}}, *(runner.volumes or [])],
-    }
-    service_account = runner.service_account_name or defaults.service_account_name
-    if service_account:
-        pod_spec["serviceAccountName"] = service_account
-    if runner.node_selector:
-        pod_spec["nodeSelector"] = dict(runner.node_selector)
-    if runner.tolerations:
-        pod_spec["tolerations"] = list(runner.tolerations)
-    if runner.active_deadline_seconds:
-        pod_spec["activeDeadlineSeconds"] = runner.active_deadline_seconds
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": attempt_name(run_name, table.key, attempt),
-            "namespace": namespace,
-            "labels": pod_labels(run_name, table.key, attempt),
-            "annotations": {ANNOTATION_ASSET_KEY: json.dumps(list(table.asset_key))},
-            "ownerReferences": [owner_reference(run_name, run_uid)],
-        },
-        "spec": pod_spec,
-    }
 
 
 # --- Observation ---------------------------------------------------------------------

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rocky_operator.api.spec import RunnerSpec
-from rocky_operator.logic.pods import RunnerDefaults
+from rocky_operator.logic.pod_manifest import RunnerDefaults
 
 #: Matches every image / ServiceAccount in an allow list.
 ANY = "*"
