@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from rocky_operator.api.status import OutputRef
+from rocky_operator.api.status import OutputRef, RockyRunStatus
 from rocky_operator.logic.decide import Attempt, AttemptState, Decision, TableState
 from rocky_operator.logic.run_output import build_run_output, run_status
 from rocky_operator.logic.spec_change import note_spec_change
@@ -95,7 +95,16 @@ async def announce_failures(worker: RunWorker, new: Any, decision: Decision) -> 
         )
 
 
-async def write_status(worker: RunWorker, decision: Decision, now: datetime) -> None:
+def current_status(
+    worker: RunWorker,
+    decision: Decision,
+    now: datetime,
+    *,
+    run_output: Mapping[str, Any] | None = None,
+    output: OutputRef | None = None,
+) -> RockyRunStatus:
+    """The run's status after ``decision``, with a later spec edit noted; the RunOutput and
+    its ConfigMaps are given when the run ends."""
     assert worker.start_time is not None
     status = build_status(
         decision=decision,
@@ -105,10 +114,16 @@ async def write_status(worker: RunWorker, decision: Decision, now: datetime) -> 
         generation=worker.generation,
         start_time=worker.start_time,
         now=now,
+        run_output=run_output,
+        output=output,
     )
-    status = note_spec_change(
+    return note_spec_change(
         status, generation=worker.generation, frozen_generation=worker.spec_generation, now=now
     )
+
+
+async def write_status(worker: RunWorker, decision: Decision, now: datetime) -> None:
+    status = current_status(worker, decision, now)
     doc = status_document(status)
     if doc == worker.written:
         worker.pending_write = False
@@ -141,19 +156,12 @@ async def finish(worker: RunWorker, decision: Decision, now: datetime) -> None:
         interrupted=False,
     )
     names, size, digest = await worker.store.save_output(full)
-    status = build_status(
-        decision=decision,
-        attempts=list(worker.journal.values()),
-        resumed=len(worker.resumed),
-        previous=worker.status,
-        generation=worker.generation,
-        start_time=worker.start_time,
-        now=now,
+    status = current_status(
+        worker,
+        decision,
+        now,
         run_output=full,
         output=OutputRef(config_maps=names, bytes=size, sha256=digest),
-    )
-    status = note_spec_change(
-        status, generation=worker.generation, frozen_generation=worker.spec_generation, now=now
     )
     await worker.client.patch_run_status(worker.namespace, worker.name, status_document(status))
     worker.controller.status_writes += 1
