@@ -32,7 +32,7 @@ from rocky_runner.adapters.base import CopyStats, Credentials, SchemaName
 from rocky_runner.contract import ENV_BIGQUERY_CREDENTIALS, FailureKind, TableTask
 from rocky_runner.drift import Column
 from rocky_runner.errors import AdapterConfigError, ClassifiedError
-from rocky_runner.replication import WriteMode, plan_replication
+from rocky_runner.replication import WriteMode
 
 DIALECT: sql.DialectName = "bigquery"
 SCOPES = ("https://www.googleapis.com/auth/bigquery",)
@@ -190,29 +190,13 @@ class BigQueryAdapter:
                 f"source table {source.dotted()} does not exist", kind=FailureKind.NOT_FOUND
             )
         target_columns = self._columns(target)
-        plan = plan_replication(
-            strategy=task.strategy,
+        plan, statements, timestamp, not_copied = sql.plan_copy(
+            task,
+            source=source,
+            target=target,
             source_columns=source_columns,
             target_columns=target_columns,
-            timestamp_column=task.timestamp_column,
-            metadata_columns=task.metadata_columns,
-        )
-        timestamp = sql.column_spelling([c.name for c in source_columns], task.timestamp_column)
-        plan, not_copied = sql.settle_append_remote(
-            plan,
-            source=source,
-            target=target,
-            timestamp_column=timestamp,
             rows=self._rows,
-            dialect=DIALECT,
-        )
-        statements = sql.copy_statements(
-            plan=plan,
-            source=source,
-            target=target,
-            source_columns=[c.name for c in source_columns],
-            timestamp_column=timestamp,
-            metadata_columns=task.metadata_columns,
             dialect=DIALECT,
         )
         for statement in statements[:-1]:

@@ -33,7 +33,7 @@ from rocky_runner.adapters.base import CopyStats, Credentials, SchemaName
 from rocky_runner.contract import ENV_DATABRICKS_TOKEN, TableTask
 from rocky_runner.drift import Column
 from rocky_runner.errors import AdapterConfigError
-from rocky_runner.replication import WriteMode, plan_replication
+from rocky_runner.replication import WriteMode
 
 DIALECT: sql.DialectName = "databricks"
 
@@ -162,29 +162,13 @@ class DatabricksAdapter:
         )
         source_columns = self._columns(source)  # a missing source fails here: not-found
         target_columns = self._columns(target) if self._exists(target) else None
-        plan = plan_replication(
-            strategy=task.strategy,
+        plan, statements, timestamp, not_copied = sql.plan_copy(
+            task,
+            source=source,
+            target=target,
             source_columns=source_columns,
             target_columns=target_columns,
-            timestamp_column=task.timestamp_column,
-            metadata_columns=task.metadata_columns,
-        )
-        timestamp = sql.column_spelling([c.name for c in source_columns], task.timestamp_column)
-        plan, not_copied = sql.settle_append_remote(
-            plan,
-            source=source,
-            target=target,
-            timestamp_column=timestamp,
             rows=self._rows,
-            dialect=DIALECT,
-        )
-        statements = sql.copy_statements(
-            plan=plan,
-            source=source,
-            target=target,
-            source_columns=[c.name for c in source_columns],
-            timestamp_column=timestamp,
-            metadata_columns=task.metadata_columns,
             dialect=DIALECT,
         )
         rows = 0

@@ -16,20 +16,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from rocky_runner.adapters.base import CopyStats, render_watermark
-from rocky_runner.contract import MetadataColumn
+from rocky_runner.contract import MetadataColumn, TableTask
+from rocky_runner.drift import Column
 from rocky_runner.errors import ReplicationError
 from rocky_runner.replication import (
     ReplicationPlan,
     RowsNotCopied,
     TimestampCounts,
     WriteMode,
+    plan_replication,
     settle_append,
 )
 
@@ -297,6 +299,53 @@ def copy_statements(
         append_sql(target, source, source_columns, timestamp_column, metadata_columns, dialect)
     )
     return statements
+
+
+class CopyPlan(NamedTuple):
+    """One remote copy, planned: the write, its statements in order (the last writes the
+    rows), the timestamp column as the source spells it, and the rows an append leaves."""
+
+    plan: ReplicationPlan
+    statements: list[str]
+    timestamp_column: str
+    not_copied: RowsNotCopied | None
+
+
+def plan_copy(
+    task: TableTask,
+    *,
+    source: QualifiedName,
+    target: QualifiedName,
+    source_columns: Sequence[Column],
+    target_columns: Sequence[Column] | None,
+    rows: Callable[[str], Sequence[Sequence[Any]]],
+    dialect: DialectName,
+) -> CopyPlan:
+    """Plan one copy the same way for every remote adapter: the write from the columns,
+    an append settled against the target's state (one query through ``rows``), then the
+    statements."""
+    plan = plan_replication(
+        strategy=task.strategy,
+        source_columns=source_columns,
+        target_columns=target_columns,
+        timestamp_column=task.timestamp_column,
+        metadata_columns=task.metadata_columns,
+    )
+    names = [c.name for c in source_columns]
+    timestamp = column_spelling(names, task.timestamp_column)
+    plan, not_copied = settle_append_remote(
+        plan, source=source, target=target, timestamp_column=timestamp, rows=rows, dialect=dialect
+    )
+    statements = copy_statements(
+        plan=plan,
+        source=source,
+        target=target,
+        source_columns=names,
+        timestamp_column=timestamp,
+        metadata_columns=task.metadata_columns,
+        dialect=dialect,
+    )
+    return CopyPlan(plan, statements, timestamp, not_copied)
 
 
 def copy_stats(
