@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from rocky_operator.compat.rocky_toml import Options, RockyTomlError, parse, translate
+from rocky_operator.compat.rocky_toml import parse, translate
+from rocky_operator.compat.toml_reader import Options, RockyTomlError
 from rocky_operator.local.manifest import parse_manifest
 
 # Rocky's own "At a glance" example (docs/reference/configuration.md), with a file path.

@@ -16,7 +16,7 @@ HELP = "print the RockyRun of a replication pipeline of a rocky.toml (docs/rocky
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from rocky_operator.compat.rocky_toml import DEFAULT_SECRET
+    from rocky_operator.compat.toml_reader import DEFAULT_SECRET
 
     parser.add_argument("config", metavar="rocky.toml", help="Rocky's configuration file")
     parser.add_argument("--pipeline", metavar="P", help="the pipeline (when there are several)")
@@ -45,12 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from rocky_operator.compat.rocky_toml import (
-        Options,
-        RockyTomlError,
-        load_overlay,
-        translate_file,
-    )
+    from rocky_operator.compat.rocky_toml import load_overlay, translate_file
+    from rocky_operator.compat.toml_reader import Options, RockyTomlError
 
     options = Options(
         pipeline=args.pipeline,

@@ -148,12 +148,8 @@ def _seconds(env: Mapping[str, str], name: str, default: float = 0.0) -> float:
 
 def _run(globals_: dict[str, str], words: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:
     from rocky_operator.compat import backends, state
-    from rocky_operator.compat.rocky_toml import (
-        DEFAULT_SECRET,
-        Options,
-        load_overlay,
-        translate_file,
-    )
+    from rocky_operator.compat.rocky_toml import load_overlay, translate_file
+    from rocky_operator.compat.toml_reader import DEFAULT_SECRET, Options
 
     env = os.environ
     args = parse_run(words)
@@ -235,8 +231,8 @@ def main(
         out.write(version_line() + "\n")
         return 0
     from rocky_operator.compat.backends import BackendError
-    from rocky_operator.compat.rocky_toml import RockyTomlError
     from rocky_operator.compat.state import StateError
+    from rocky_operator.compat.toml_reader import RockyTomlError
 
     try:
         globals_, rest = split_globals(words)

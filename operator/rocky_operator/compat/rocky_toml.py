@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,60 +21,17 @@ from pydantic import ValidationError
 
 from rocky_operator.api.spec import API_GROUP, API_VERSION, KIND, RockyRunSpec
 from rocky_operator.compat import keys
-from rocky_operator.compat.interpolate import (
-    InterpolationError,
-    interpolate,
-    references,
-    whole_reference,
+from rocky_operator.compat.rocky_toml_adapters import (
+    METADATA_SOURCES,
+    AdapterTranslator,
+)
+from rocky_operator.compat.toml_reader import (
+    Credential,
+    Options,
+    RockyTomlError,
 )
 
-DEFAULT_SECRET = "rocky-credentials"
-WAREHOUSES = ("duckdb", "databricks", "snowflake", "bigquery")
-#: Source adapter types that only list schemas; discovery runs in the warehouse instead.
-METADATA_SOURCES = ("fivetran", "airbyte", "manual")
-#: Keys each adapter type reads (the others are ignored with a warning on that type).
-TYPE_KEYS: dict[str, frozenset[str]] = {
-    "duckdb": frozenset({"path"}),
-    "databricks": frozenset(
-        {"host", "http_path", "token", "client_id", "client_secret", "timeout_secs"}
-    ),
-    "snowflake": frozenset(
-        {
-            "account",
-            "warehouse",
-            "username",
-            "password",
-            "private_key_path",
-            "oauth_token",
-            "pat",
-            "role",
-            "database",
-            "schema",
-        }
-    ),
-    "bigquery": frozenset({"project_id", "location"}),
-}
-COMMON_KEYS = frozenset({"type", "kind", "retry", "extra"})
 ADAPTIVE_CONCURRENCY = 32
-
-
-class RockyTomlError(ValueError):
-    """A rocky.toml that cannot become a RockyRun; the message names the key."""
-
-
-@dataclass(frozen=True)
-class Credential:
-    """One Secret key the RockyRun refers to, and where its value comes from locally."""
-
-    secret_key: str
-    runner_env: str
-    """The runner's environment variable that receives it (``ROCKY_DATABRICKS_TOKEN``)."""
-    env: str | None
-    """The environment variable rocky.toml names, or None for a value written in the file."""
-    is_file: bool = False
-    """The variable / value is a path and the Secret holds the file's content."""
-    literal: str | None = field(default=None, repr=False)
-    """A value written in rocky.toml (used by the local backend only, never printed)."""
 
 
 @dataclass(frozen=True)
@@ -86,17 +43,6 @@ class Translation:
     secret_name: str
 
 
-@dataclass(frozen=True)
-class Options:
-    pipeline: str | None = None
-    filter: str | None = None
-    name: str | None = None
-    secret_name: str = DEFAULT_SECRET
-    base_dir: Path | None = None
-    """rocky.toml's directory: relative DuckDB paths are resolved against it."""
-    duckdb_storage_version: str | None = None
-
-
 def parse(text: str, source: str = "rocky.toml") -> dict[str, Any]:
     """TOML text -> document; one line naming the position when it is not TOML."""
     try:
@@ -106,52 +52,7 @@ def parse(text: str, source: str = "rocky.toml") -> dict[str, Any]:
         raise RockyTomlError(f"{source}: not valid TOML: {exc}{hint}") from None
 
 
-class _Translator:
-    def __init__(self, doc: Mapping[str, Any], env: Mapping[str, str], options: Options) -> None:
-        self.doc, self.env, self.options = doc, env, options
-        self.warnings: list[str] = []
-        self.credentials: list[Credential] = []
-
-    # --- helpers -------------------------------------------------------------------
-
-    def warn(self, where: str, key: keys.Key) -> None:
-        self.warnings.append(f"{where}: ignored: {key.becomes}")
-
-    def refuse(self, where: str, why: str) -> RockyTomlError:
-        return RockyTomlError(f"{where}: {why}")
-
-    def text(self, value: Any, where: str) -> str:
-        if not isinstance(value, str):
-            raise self.refuse(where, f"expected a string, got {value!r}")
-        try:
-            return interpolate(value, self.env, where)
-        except InterpolationError as exc:
-            raise RockyTomlError(str(exc)) from None
-
-    def table(self, value: Any, where: str) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            raise self.refuse(where, "expected a table")
-        return value
-
-    def check_keys(
-        self, table: Mapping[str, Any], where: str, known: Mapping[str, keys.Key], prefix: str = ""
-    ) -> None:
-        """Refuse unknown and refused keys; warn about ignored ones that are set."""
-        for name in table:
-            key = known.get(prefix + name)
-            if key is None:
-                if any(k.startswith(f"{prefix}{name}.") for k in known):
-                    continue  # a sub-table, checked by its own handler
-                raise self.refuse(
-                    f"{where}.{name}",
-                    "not a rocky.toml key of a replication "
-                    "pipeline (Rocky rejects unknown keys too)",
-                )
-            if key.treatment == "refuse":
-                raise self.refuse(f"{where}.{name}", f"not supported: {key.becomes}")
-            if key.treatment == "ignore":
-                self.warn(f"{where}.{name}", key)
-
+class _Translator(AdapterTranslator):
     # --- pipeline and adapters -----------------------------------------------------
 
     def adapters(self) -> dict[str, Mapping[str, Any]]:
@@ -289,155 +190,6 @@ class _Translator:
             f"adapter {s_name!r} differs from the "
             f"target adapter {t_name!r}: rocky-operator copies within one warehouse",
         )
-
-    def adapter(self, name: str, adapter: Mapping[str, Any]) -> dict[str, Any]:
-        where = f"adapter.{name}"
-        a_type = adapter.get("type")
-        if a_type not in WAREHOUSES:
-            raise self.refuse(
-                f"{where}.type",
-                f"{a_type!r} is not supported as the target "
-                f"(rocky-operator writes to {', '.join(WAREHOUSES)})",
-            )
-        if adapter.get("kind", "data") != "data":
-            raise self.refuse(f"{where}.kind", "the target adapter must be a data adapter")
-        for key in adapter:
-            known = keys.ADAPTER_KEYS.get(key)
-            if known is None:
-                raise self.refuse(
-                    f"{where}.{key}",
-                    "not a rocky.toml adapter key (Rocky rejects unknown keys too)",
-                )
-            if key in COMMON_KEYS:
-                if known.treatment == "ignore":
-                    self.warn(f"{where}.{key}", known)
-                continue
-            if key not in TYPE_KEYS[a_type]:
-                self.warnings.append(f"{where}.{key}: ignored: not read by a {a_type} adapter")
-            elif known.treatment == "refuse":
-                raise self.refuse(f"{where}.{key}", f"not supported: {known.becomes}")
-            elif known.treatment == "ignore":
-                self.warn(f"{where}.{key}", known)
-        build = {
-            "duckdb": self.duckdb,
-            "databricks": self.databricks,
-            "snowflake": self.snowflake,
-            "bigquery": self.bigquery,
-        }[a_type]
-        return {"type": a_type, a_type: build(name, adapter)}
-
-    def credential(
-        self, adapter: str, key: str, raw: Any, runner_env: str, *, is_file: bool = False
-    ) -> dict[str, str]:
-        where = f"adapter.{adapter}.{key}"
-        if not isinstance(raw, str):
-            raise self.refuse(where, "expected a string")
-        env = whole_reference(raw)
-        literal = None
-        if env is None:
-            secret_key = re.sub(r"[^A-Za-z0-9]", "_", f"{adapter}_{key}").upper()
-            literal = self.text(raw, where)
-            named = references(raw)
-            origin = f"built from {', '.join(named)}" if named else "written in rocky.toml"
-            self.warnings.append(
-                f"{where}: {origin}; not copied into the RockyRun: put it in Secret "
-                f"{self.options.secret_name}, key {secret_key}"
-            )
-        else:
-            secret_key = env
-        self.credentials.append(Credential(secret_key, runner_env, env, is_file, literal))
-        return {"name": self.options.secret_name, "key": secret_key}
-
-    def duckdb(self, name: str, adapter: Mapping[str, Any]) -> dict[str, Any]:
-        if "path" not in adapter:
-            raise self.refuse(
-                f"adapter.{name}.path",
-                "an in-memory DuckDB cannot be shared by "
-                "one runner process per table: set path to a database file",
-            )
-        path = Path(self.text(adapter["path"], f"adapter.{name}.path"))
-        if not path.is_absolute() and self.options.base_dir is not None:
-            path = self.options.base_dir / path
-        settings: dict[str, Any] = {"path": str(path)}
-        if self.options.duckdb_storage_version:
-            settings["storageVersion"] = self.options.duckdb_storage_version
-        return settings
-
-    def databricks(self, name: str, adapter: Mapping[str, Any]) -> dict[str, Any]:
-        from rocky_runner import contract as c
-
-        for key in ("host", "http_path", "token"):
-            if key not in adapter:
-                raise self.refuse(f"adapter.{name}.{key}", "required for a databricks target")
-        host = self.text(adapter["host"], f"adapter.{name}.host")
-        host = re.sub(r"^https?://", "", host).rstrip("/")
-        return {
-            "host": host,
-            "httpPath": self.text(adapter["http_path"], f"adapter.{name}.http_path"),
-            "tokenSecretRef": self.credential(
-                name, "token", adapter["token"], c.ENV_DATABRICKS_TOKEN
-            ),
-        }
-
-    def snowflake(self, name: str, adapter: Mapping[str, Any]) -> dict[str, Any]:
-        from rocky_runner import contract as c
-
-        for key in ("account", "username"):
-            if key not in adapter:
-                raise self.refuse(
-                    f"adapter.{name}.{key}",
-                    "required for a snowflake target (password or key-pair authentication)",
-                )
-        out: dict[str, Any] = {
-            "account": self.text(adapter["account"], f"adapter.{name}.account"),
-            "user": self.text(adapter["username"], f"adapter.{name}.username"),
-        }
-        for key, field_name in (
-            ("warehouse", "warehouse"),
-            ("role", "role"),
-            ("database", "database"),
-        ):
-            if key in adapter:
-                out[field_name] = self.text(adapter[key], f"adapter.{name}.{key}")
-        # Rocky tries key-pair before password; so does this translation.
-        if "private_key_path" in adapter:
-            out["privateKeySecretRef"] = self.credential(
-                name,
-                "private_key_path",
-                adapter["private_key_path"],
-                c.ENV_SNOWFLAKE_PRIVATE_KEY,
-                is_file=True,
-            )
-            if "password" in adapter:
-                self.warnings.append(
-                    f"adapter.{name}.password: ignored: key-pair "
-                    "authentication is used first, as in Rocky"
-                )
-        elif "password" in adapter:
-            out["passwordSecretRef"] = self.credential(
-                name, "password", adapter["password"], c.ENV_SNOWFLAKE_PASSWORD
-            )
-        else:
-            raise self.refuse(
-                f"adapter.{name}", "no supported credential: set password or private_key_path"
-            )
-        return out
-
-    def bigquery(self, name: str, adapter: Mapping[str, Any]) -> dict[str, Any]:
-        from rocky_runner import contract as c
-
-        if "project_id" not in adapter:
-            raise self.refuse(f"adapter.{name}.project_id", "required for a bigquery target")
-        out: dict[str, Any] = {
-            "project": self.text(adapter["project_id"], f"adapter.{name}.project_id"),
-        }
-        if "location" in adapter:
-            out["location"] = self.text(adapter["location"], f"adapter.{name}.location")
-        # Rocky reads the service account key from GOOGLE_APPLICATION_CREDENTIALS (a path).
-        env = "GOOGLE_APPLICATION_CREDENTIALS"
-        self.credentials.append(Credential(env, c.ENV_BIGQUERY_CREDENTIALS, env, True))
-        out["credentialsSecretRef"] = {"name": self.options.secret_name, "key": env}
-        return out
 
     # --- source, target, strategy, execution ------------------------------------------
 
