@@ -436,12 +436,23 @@ def impatient_operator(
         op.stop()
 
 
-@pytest.mark.xfail(
-    reason="regression from discovery in a pod (issue 12): a runner.env valueFrom naming a "
-    "missing Secret stops the discovery pod and the run is reported 'unknown', not "
-    "'auth-failed' (issue 10 case 10, open)",
-    strict=False,
-)
+def check_rejected_output(run: dict[str, Any], kind: str, spec_filter: str) -> None:
+    """Issue 10 case 10: a rejected run's RunOutput is typed and consistent, valid against
+    Rocky's schema and parsed by rocky-sdk."""
+    import jsonschema  # type: ignore[import-untyped]
+    import rocky_sdk
+
+    output = run["status"]["runOutput"]
+    jsonschema.Draft7Validator(rocky_schema(), format_checker=jsonschema.FormatChecker()).validate(
+        output
+    )
+    rocky_sdk.parse_rocky_output(json.dumps(output))
+    assert [e["failure_kind"] for e in output["errors"]] == [kind]
+    assert output["tables_failed"] == len(output["errors"]) == 1
+    assert output["filter"] == spec_filter
+    assert (output["status"], run["status"]["exitCode"]) == ("Failure", 1)
+
+
 def test_stuck_pods_fail_after_the_grace_period(
     control_plane: ControlPlane,
     namespace: str,
@@ -464,6 +475,7 @@ def test_stuck_pods_fail_after_the_grace_period(
             ]
         },
         circuitBreaker={"authFailedThreshold": 0},
+        filter="tenant=acme",
     )
     apply(control_plane, namespace, no_image, tmp_path)
     apply(control_plane, namespace, no_secret, tmp_path)
@@ -479,3 +491,36 @@ def test_stuck_pods_fail_after_the_grace_period(
     assert kinds(image_run) == ["unknown"]
     assert kinds(secret_run) == ["auth-failed"]
     assert image_run["status"]["phase"] == secret_run["status"]["phase"] == "Failed"
+    check_rejected_output(image_run, "unknown", "")
+    check_rejected_output(secret_run, "auth-failed", "tenant=acme")
+
+
+def test_a_missing_env_secret_fails_the_run_without_the_full_stuck_grace(
+    control_plane: ControlPlane,
+    namespace: str,
+    operator: OperatorProcess,
+    small_warehouse: Path,
+    tmp_path: Path,
+) -> None:
+    """The operator keeps its default stuck grace (120 s) and reads no Secret: the kubelet's
+    CreateContainerConfigError names the missing Secret, so the run fails auth-failed within
+    the short grace (10 s) of a definitive cause, with a RunOutput that says so."""
+    doc = small_run(
+        "env-secret",
+        small_warehouse,
+        runner={
+            "env": [
+                {
+                    "name": "EXTRA_TOKEN",
+                    "valueFrom": {"secretKeyRef": {"name": "not-there", "key": "token"}},
+                }
+            ]
+        },
+        filter="tenant=acme",
+    )
+    apply(control_plane, namespace, doc, tmp_path)
+    # Well below the 120 s grace, with room for a loaded machine.
+    run = wait_complete(control_plane, namespace, "env-secret", timeout=75)
+    assert run["status"]["phase"] == "Failed"
+    check_rejected_output(run, "auth-failed", "tenant=acme")
+    assert "not-there" in run["status"]["runOutput"]["errors"][0]["error"]

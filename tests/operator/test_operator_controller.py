@@ -271,14 +271,16 @@ async def test_resume_skips_copied_and_filters_kinds(
     ]
 
 
-BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
+# (case, spec overrides, condition reason, a name the message says, runOutput failure_kind)
+BAD_SPECS: list[tuple[str, dict[str, Any], str, str, str]] = [
     (
         "placeholder",
         {"target": {"catalogTemplate": "{tenant}_wh", "schemaTemplate": "staging__{country}"}},
         "InvalidSpec",
         "{country}",
+        "unknown",
     ),
-    ("filter", {"filter": "planet=mars"}, "InvalidSpec", "planet"),
+    ("filter", {"filter": "planet=mars"}, "InvalidSpec", "planet", "unknown"),
     (
         "secret",
         {
@@ -293,6 +295,7 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         },
         "SecretNotFound",
         "nowhere",
+        "auth-failed",
     ),
     (
         "secret-key",
@@ -308,13 +311,30 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         },
         "SecretKeyNotFound",
         "pasword",
+        "auth-failed",
     ),
-    ("resume", {"resumeFrom": "never-ran"}, "ResumeSourceNotFound", "never-ran"),
+    (
+        "env-secret",
+        {
+            "runner": {
+                "env": [
+                    {
+                        "name": "EXTRA_TOKEN",
+                        "valueFrom": {"secretKeyRef": {"name": "not-there", "key": "token"}},
+                    }
+                ]
+            }
+        },
+        "SecretNotFound",
+        "runner.env[0]",
+        "auth-failed",
+    ),
+    ("resume", {"resumeFrom": "never-ran"}, "ResumeSourceNotFound", "never-ran", "not-found"),
 ]
 
 
 @pytest.mark.parametrize(
-    ("case", "overrides", "reason", "named"), BAD_SPECS, ids=[b[0] for b in BAD_SPECS]
+    ("case", "overrides", "reason", "named", "kind"), BAD_SPECS, ids=[b[0] for b in BAD_SPECS]
 )
 async def test_bad_spec_fails_without_pods(
     api_server: str,
@@ -325,6 +345,7 @@ async def test_bad_spec_fails_without_pods(
     overrides: dict[str, Any],
     reason: str,
     named: str,
+    kind: str,
 ) -> None:
     await cluster.create_secret("sf", {"password": "s3cr3t-value"})
     async with operator_life(api_server, cluster.namespace):
@@ -338,7 +359,14 @@ async def test_bad_spec_fails_without_pods(
     assert named in accepted["message"]
     assert await cluster.pods() == []
     assert "s3cr3t-value" not in json.dumps(run)
-    _check_run_output(status["runOutput"])
+    output = status["runOutput"]
+    _check_run_output(output)
+    # Issue 10 case 10: typed, the spec's filter echoed, errors and tables_failed agree.
+    assert [e["failure_kind"] for e in output["errors"]] == [kind]
+    assert output["tables_failed"] == len(output["errors"]) == 1
+    assert output["execution"]["tables_failed"] == 0
+    if reason != "InvalidSpec":
+        assert output["filter"] == run_spec(warehouse, **overrides).get("filter", "")
 
 
 async def test_operator_killed_mid_run_loses_nothing(

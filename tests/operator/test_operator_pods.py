@@ -293,6 +293,21 @@ def test_row_missing_secret_is_auth_failed_after_grace() -> None:
     assert "Secret" in (old.error or "")
 
 
+def test_row_a_named_missing_secret_fails_within_the_short_grace() -> None:
+    settings = PodSettings(stuck_grace_seconds=120)
+    pod = _pod(_waiting("CreateContainerConfigError"))
+    pod["status"]["containerStatuses"][0]["state"]["waiting"]["message"] = (
+        'secret "not-there" not found'
+    )
+    young = classify_pod(pod, NOW + timedelta(seconds=5), settings)
+    assert young is not None
+    assert young.state is AttemptState.RUNNING
+    soon = classify_pod(pod, NOW + timedelta(seconds=11), settings)
+    assert soon is not None
+    assert soon.failure_kind is FailureKind.AUTH_FAILED
+    assert 'secret "not-there" not found' in (soon.error or "")
+
+
 @pytest.mark.parametrize("reason", ["ErrImagePull", "ImagePullBackOff"])
 def test_row_image_pull_is_unknown_after_grace(reason: str) -> None:
     settings = PodSettings(stuck_grace_seconds=60)

@@ -10,6 +10,7 @@ import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -194,3 +195,48 @@ def test_missing_secret_fails_discovery_as_auth_failed_after_the_grace() -> None
     assert late.failure_kind == "auth-failed"
     assert late.reason == "SecretNotFound"
     assert 'secret "sf" not found' in late.error
+
+
+def _waiting_discovery(message: str) -> dict[str, Any]:
+    return {
+        "metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"},
+        "status": {
+            "phase": "Pending",
+            "containerStatuses": [
+                {
+                    "name": "runner",
+                    "state": {
+                        "waiting": {"reason": "CreateContainerConfigError", "message": message}
+                    },
+                }
+            ],
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        ('secret "not-there" not found', "auth-failed"),
+        ("couldn't find key token in Secret ns/sf", "auth-failed"),
+        ('configmap "settings" not found', "not-found"),
+    ],
+)
+def test_a_named_missing_secret_fails_discovery_well_before_the_full_grace(
+    message: str, kind: str
+) -> None:
+    """Issue 10 case 10: the kubelet names the missing object, so the run fails within
+    DEFINITIVE_GRACE_SECONDS (10 s), not after the full stuck grace (here 120 s)."""
+    pod = _waiting_discovery(message)
+    assert not observe_discovery_pod(pod, datetime(2026, 1, 1, 0, 0, 5, tzinfo=UTC), 120).done
+    state = observe_discovery_pod(pod, datetime(2026, 1, 1, 0, 0, 11, tzinfo=UTC), 120)
+    assert state.done
+    assert state.failure_kind == kind
+    assert message in state.error
+
+
+def test_an_unnamed_config_error_waits_the_full_grace() -> None:
+    pod = _waiting_discovery("failed to prepare subPath for volumeMount")
+    assert not observe_discovery_pod(pod, datetime(2026, 1, 1, 0, 1, tzinfo=UTC), 120).done
+    late = observe_discovery_pod(pod, datetime(2026, 1, 1, 0, 2, 1, tzinfo=UTC), 120)
+    assert late.done

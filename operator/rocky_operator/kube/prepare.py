@@ -24,13 +24,24 @@ from rocky_operator.kube.store import RunStore
 from rocky_operator.logic import records
 from rocky_operator.logic.policy import RunPolicy
 from rocky_operator.logic.run_output import build_failed_run_output
-from rocky_operator.logic.runner_policy import check_runner_policy, policy_message
+from rocky_operator.logic.runner_policy import (
+    REASON_POLICY_VIOLATION,
+    check_runner_policy,
+    policy_message,
+)
 from rocky_operator.logic.status import (
     build_planning_status,
     build_rejected_status,
     status_document,
 )
-from rocky_operator.logic.tables import PlannedTable, plan_tables, table_key
+from rocky_operator.logic.tables import (
+    Exclusion,
+    PlannedTable,
+    plan_exclusions,
+    plan_tables,
+    table_key,
+)
+from rocky_runner.contract import FailureKind
 
 if TYPE_CHECKING:
     from rocky_operator.kube.worker import RunWorker
@@ -38,22 +49,24 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def discover_with_runner(spec: RockyRunSpec, credentials: Mapping[str, str]) -> Sequence[Any]:
+def discover_with_runner(spec: RockyRunSpec, credentials: Mapping[str, str]) -> Any:
     """Discovery through the runner's public API (``rocky_runner.discovery``), run by the
-    operator itself: it needs network access to the warehouse (or the DuckDB file)."""
+    operator itself: it needs network access to the warehouse (or the DuckDB file).
+    Returns a ``Discovery`` (tables and exclusions)."""
     # Credentials is re-exported by rocky_runner.discovery (the operator imports only
     # the runner's contract and discovery modules; see .importlinter).
     from rocky_operator.logic.tables import adapter_settings
-    from rocky_runner.discovery import Credentials, discover_tables
+    from rocky_runner.discovery import Credentials, discover
 
     pattern = spec.source.schema_pattern
-    found: Sequence[Any] = discover_tables(
+    found = discover(
         adapter_settings(spec),
         prefix=pattern.prefix,
         separator=pattern.separator,
         components=list(pattern.components),
         catalog=spec.source.catalog,
         tables=spec.source.tables,
+        include_views=spec.source.include_views,
         credentials=Credentials(values=dict(credentials)),
     )
     return found
@@ -100,6 +113,7 @@ async def prepare(worker: RunWorker) -> bool:
         try:
             worker.spec = RockyRunSpec.model_validate(plan.spec)
         except ValidationError as exc:  # only if a newer model refuses an older spec
+            worker.spec = None
             await reject(
                 worker,
                 RejectedError(
@@ -114,17 +128,22 @@ async def prepare(worker: RunWorker) -> bool:
         try:
             worker.spec = RockyRunSpec.model_validate(raw_spec)
         except ValidationError as exc:
+            worker.spec = None
             await reject(worker, RejectedError("InvalidSpec", _validation_message(exc)), now)
             return False
         worker.spec_generation = generation
     violations = check_runner_policy(
         worker.spec.runner, worker.settings.runner_policy, worker.settings.runner_defaults
     )
-    if violations:  # before Secrets and discovery: no pod of any kind for this run
-        rejected = RejectedError("RunnerPolicyViolation", policy_message(violations))
+    if violations and plan is None:  # before Secrets and discovery: no pod of any kind
+        rejected = RejectedError(REASON_POLICY_VIOLATION, policy_message(violations))
         await reject(worker, rejected, now)
         worker.spec = None
         return False
+    if violations:
+        # Planned by an earlier operator life under a wider policy (the admin tightened
+        # it since): the run halts, no new pod; what it copied stays in its output.
+        await halt_for_policy(worker, policy_message(violations))
     if plan is None:
         try:
             if not worker.settings.discovery_in_pod:  # else the discovery pod checks them
@@ -136,17 +155,22 @@ async def prepare(worker: RunWorker) -> bool:
                 worker.namespace, worker.name, status_document(pending)
             )
             worker.status = pending
-            tables, resumed = await make_plan(worker, worker.spec)
+            tables, resumed, excluded = await make_plan(worker, worker.spec)
             await worker.store.save_plan(
-                tables, resumed, spec=raw_spec, generation=worker.spec_generation
+                tables,
+                resumed,
+                spec=raw_spec,
+                generation=worker.spec_generation,
+                excluded=excluded,
             )
         except RejectedError as rejected:
             await reject(worker, rejected, now)
             worker.spec = None
             return False
-        worker.tables, worker.resumed = tables, resumed
+        worker.tables, worker.resumed, worker.excluded = tables, resumed, excluded
     else:
         worker.tables, worker.resumed = plan.tables, plan.resumed
+        worker.excluded = list(plan.excluded)
     worker.policy = RunPolicy.from_spec(worker.spec)
     worker.journal = records.latest_attempts(await worker.store.load_journal())
     worker.created = set(worker.store.created)
@@ -162,42 +186,78 @@ async def prepare(worker: RunWorker) -> bool:
     return True
 
 
+def secret_key_refs(spec: RockyRunSpec) -> list[tuple[str, str, str]]:
+    """``(secret, key, where)`` of every Secret key a runner pod reads: the adapter's
+    credentials and each non-optional ``runner.env[*].valueFrom.secretKeyRef``."""
+    refs = [
+        (ref.name, ref.key, f"credentials of adapter.{spec.adapter.type}")
+        for ref in spec.adapter.secret_refs().values()
+    ]
+    for i, var in enumerate(spec.runner.env or []):
+        source = var.get("valueFrom") if isinstance(var, dict) else None
+        ref = source.get("secretKeyRef") if isinstance(source, dict) else None
+        if isinstance(ref, dict) and not ref.get("optional") and ref.get("name"):
+            refs.append((str(ref["name"]), str(ref.get("key", "")), f"runner.env[{i}]"))
+    return refs
+
+
+async def halt_for_policy(worker: RunWorker, message: str) -> None:
+    """Stop a planned run whose frozen spec this operator's runner policy refuses."""
+    worker.halt = message
+    await worker.client.post_event(
+        namespace=worker.namespace,
+        run_name=worker.name,
+        run_uid=worker.uid,
+        event_type="Warning",
+        reason=REASON_POLICY_VIOLATION,
+        message=f"the run stops, no new pod: {message}",
+    )
+    log.info("run %s/%s halted by the runner policy: %s", worker.namespace, worker.name, message)
+
+
 async def check_secrets(worker: RunWorker, spec: RockyRunSpec) -> None:
-    for ref in spec.adapter.secret_refs().values():
-        keys = await worker.client.secret_keys(worker.namespace, ref.name)
+    for name, key, where in secret_key_refs(spec):
+        keys = await worker.client.secret_keys(worker.namespace, name)
         if keys is None:
             raise RejectedError(
                 "SecretNotFound",
-                f"Secret {ref.name!r} (credentials of adapter.{spec.adapter.type}) does not "
-                f"exist in namespace {worker.namespace!r}",
+                f"Secret {name!r} ({where}) does not exist in namespace {worker.namespace!r}",
                 "auth-failed",
             )
-        if ref.key not in keys:
+        if key not in keys:
             raise RejectedError(
                 "SecretKeyNotFound",
-                f"Secret {ref.name!r} has no key {ref.key!r} (credentials of "
-                f"adapter.{spec.adapter.type}; it has: {', '.join(sorted(keys)) or 'none'})",
+                f"Secret {name!r} has no key {key!r} ({where}; it has: "
+                f"{', '.join(sorted(keys)) or 'none'})",
                 "auth-failed",
             )
 
 
-async def make_plan(worker: RunWorker, spec: RockyRunSpec) -> tuple[list[PlannedTable], list[str]]:
-    """Discover, filter and resume-narrow the tables; done once per run."""
+async def make_plan(
+    worker: RunWorker, spec: RockyRunSpec
+) -> tuple[list[PlannedTable], list[str], list[Exclusion]]:
+    """Discover, filter and resume-narrow the tables, and what was excluded; once per run."""
     if worker.settings.discovery_in_pod:
         try:
-            found: Sequence[Any] = await discover_in_pod(worker, spec)
+            listing = await discover_in_pod(worker, spec)
         except DiscoveryPodError as exc:
             raise RejectedError(exc.reason, exc.message, exc.kind.value) from exc
+        found, left_out = listing.tables, listing.excluded
     else:
-        found = await discover_in_process(worker, spec)
+        answer = await discover_in_process(worker, spec)
+        # A Discovery (tables and exclusions), or a bare table list from an injected
+        # discoverer.
+        found = getattr(answer, "tables", answer)
+        left_out = getattr(answer, "excluded", [])
     tables = plan_tables(spec, found)
+    excluded = plan_exclusions(spec, left_out, tables)
     resumed: list[str] = []
     if spec.resume_from:
         tables, resumed = await narrow_for_resume(worker, spec, tables)
-    return tables, resumed
+    return tables, resumed, excluded
 
 
-async def discover_in_process(worker: RunWorker, spec: RockyRunSpec) -> Sequence[Any]:
+async def discover_in_process(worker: RunWorker, spec: RockyRunSpec) -> Any:
     """Discovery with the injected ``discover`` in this process, which then needs the
     credentials (Secret reads): only with ``discovery_in_pod=False``."""
     credentials: dict[str, str] = {}
@@ -236,6 +296,7 @@ async def narrow_for_resume(
             "ResumeSourceNotFound",
             f"resumeFrom: RockyRun {spec.resume_from!r} has no complete output in "
             f"namespace {worker.namespace!r} (it does not exist or has not finished)",
+            "not-found",
         )
     copied = {table_key(m["asset_key"]) for m in doc.get("materializations") or []}
     failed_kind = {
@@ -256,12 +317,14 @@ async def narrow_for_resume(
 
 async def reject(worker: RunWorker, rejected: RejectedError, now: datetime) -> None:
     """End a run that cannot start: Failed, exit code 1, a condition naming why."""
-    spec_filter = ""
+    spec = worker.spec
     output = build_failed_run_output(
         rejected.message,
         started_at=now,
         finished_at=now,
-        filter=spec_filter,
+        filter=spec.filter if spec is not None else "",
+        failure_kind=_kind(rejected.kind),
+        resumed_from=spec.resume_from if spec is not None else None,
     )
     status = build_rejected_status(
         reason=rejected.reason,
@@ -294,6 +357,13 @@ async def reject(worker: RunWorker, rejected: RejectedError, now: datetime) -> N
         rejected.reason,
         rejected.message,
     )
+
+
+def _kind(value: str) -> FailureKind:
+    try:
+        return FailureKind(value)
+    except ValueError:
+        return FailureKind.UNKNOWN
 
 
 def _latest(seen: int | None, current: Any) -> int | None:

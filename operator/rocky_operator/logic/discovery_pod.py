@@ -26,6 +26,7 @@ from rocky_operator.logic.pods import (
     LABEL_RUN,
     STUCK_WAITING,
     parse_time,
+    stuck_verdict,
 )
 from rocky_operator.logic.runner_policy import RUNNER_COMMAND
 from rocky_operator.logic.tables import adapter_settings
@@ -66,6 +67,7 @@ def discovery_task(spec: RockyRunSpec) -> DiscoveryTask:
         components=list(pattern.components),
         catalog=spec.source.catalog,
         tables=list(spec.source.tables) if spec.source.tables else None,
+        include_views=spec.source.include_views,
     )
 
 
@@ -82,7 +84,7 @@ def build_discovery_pod(
     pod_spec = runner_pod_spec(
         spec,
         defaults,
-        first_env={ENV_DISCOVERY: discovery_task(spec).model_dump_json()},
+        first_env={ENV_DISCOVERY: discovery_task(spec).model_dump_json(exclude_defaults=True)},
         command=RUNNER_COMMAND,
     )
     pod_spec["activeDeadlineSeconds"] = max(int(deadline_seconds), 1)
@@ -148,13 +150,15 @@ def observe_discovery_pod(
         why = status.get("reason") or status.get("phase")
         return DiscoveryState(True, None, FailureKind.TRANSIENT, f"discovery pod ended ({why})")
     waiting = state.get("waiting") or {}
-    stuck_kind = STUCK_WAITING.get(str(waiting.get("reason") or ""))
-    if stuck_kind is not None:
-        since = parse_time(status.get("startTime")) or parse_time(
-            (pod.get("metadata") or {}).get("creationTimestamp")
+    waiting_reason = str(waiting.get("reason") or "")
+    if waiting_reason in STUCK_WAITING:
+        since = parse_time((pod.get("metadata") or {}).get("creationTimestamp")) or parse_time(
+            status.get("startTime")
         )
-        if since is None or (now - since).total_seconds() >= stuck_grace_seconds:
-            detail = f"{waiting.get('reason')}: {waiting.get('message') or ''}".rstrip(": ")
+        message = str(waiting.get("message") or "")
+        stuck_kind, grace = stuck_verdict(waiting_reason, message, stuck_grace_seconds)
+        if since is None or (now - since).total_seconds() >= grace:
+            detail = f"{waiting_reason}: {message}".rstrip(": ")
             reason = (
                 "SecretNotFound"
                 if stuck_kind is FailureKind.AUTH_FAILED and "secret" in detail.lower()

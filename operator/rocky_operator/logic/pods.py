@@ -13,7 +13,8 @@ exit code 10..16, message missing or unreadable        the kind of that code
 OOMKilled, crashed with another code, no result        unknown (error names both)
 evicted, preempted, node lost (DisruptionTarget)       transient
 activeDeadlineSeconds exceeded                         transient
-Secret or key missing (CreateContainerConfigError)     auth-failed (after a grace period)
+Secret or key missing (CreateContainerConfigError)     auth-failed (after a short grace)
+ConfigMap or key missing (CreateContainerConfigError)  not-found (after a short grace)
 image cannot be pulled                                 unknown (after a grace period)
 pod deleted by someone else before it finished         transient
 =====================================================  =================================
@@ -24,6 +25,7 @@ Pure: no client, no clock (``now`` is an argument), no logging.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,6 +56,32 @@ STUCK_WAITING: Mapping[str, FailureKind] = {
     "ErrImageNeverPull": FailureKind.UNKNOWN,
     "CreateContainerError": FailureKind.UNKNOWN,
 }
+#: Grace of a pod whose kubelet message names a missing Secret, ConfigMap or key: the
+#: cause is known, so it fails well before the full stuck grace (120 s by default), yet
+#: not at once, so a Secret applied together with the run (one GitOps sync) still counts.
+DEFINITIVE_GRACE_SECONDS = 10.0
+_MISSING_SECRET = re.compile(r'secret "[^"]*" not found|couldn\'t find key \S+ in secret', re.I)
+_MISSING_CONFIG_MAP = re.compile(
+    r'configmap "[^"]*" not found|couldn\'t find key \S+ in configmap', re.I
+)
+
+
+def stuck_verdict(reason: str, message: str, grace_seconds: float) -> tuple[FailureKind, float]:
+    """The kind a pod waiting with ``reason`` fails as, and after how many seconds.
+
+    The full ``grace_seconds`` for an image or a container the kubelet cannot create
+    (it may still come); :data:`DEFINITIVE_GRACE_SECONDS` at most when the kubelet names
+    a missing Secret (auth-failed) or ConfigMap (not-found) or one of their keys.
+    """
+    kind = STUCK_WAITING[reason]
+    if reason == "CreateContainerConfigError":
+        if _MISSING_CONFIG_MAP.search(message) and not _MISSING_SECRET.search(message):
+            return FailureKind.NOT_FOUND, min(grace_seconds, DEFINITIVE_GRACE_SECONDS)
+        if _MISSING_SECRET.search(message):
+            return kind, min(grace_seconds, DEFINITIVE_GRACE_SECONDS)
+    return kind, grace_seconds
+
+
 #: Pod-level reasons (``status.reason``) of a pod the cluster took away: transient.
 DISRUPTED_REASONS = frozenset(
     {
@@ -232,13 +260,13 @@ def classify_pod(
     waiting_reason = waiting.get("reason") or ""
     if waiting_reason in STUCK_WAITING:
         created = parse_time(meta.get("creationTimestamp")) or started
-        if waiting_reason == "InvalidImageName" or (
-            (now - created).total_seconds() >= settings.stuck_grace_seconds
-        ):
-            kind = STUCK_WAITING[waiting_reason]
-            detail = waiting.get("message") or ""
+        detail = waiting.get("message") or ""
+        kind, grace = stuck_verdict(waiting_reason, detail, settings.stuck_grace_seconds)
+        if waiting_reason == "InvalidImageName" or (now - created).total_seconds() >= grace:
             what = (
-                "a Secret or key for its credentials is missing"
+                "a ConfigMap or key it reads is missing"
+                if kind is FailureKind.NOT_FOUND
+                else "a Secret or key for its credentials is missing"
                 if waiting_reason == "CreateContainerConfigError"
                 else "its image cannot be pulled"
                 if "Image" in waiting_reason
