@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 async def create_pods(worker: RunWorker, starts: Sequence[Attempt]) -> None:
     assert worker.spec is not None
     assert worker.store is not None
+    if worker.halt is not None:  # the frozen spec is outside the runner policy: no pod
+        return
     by_key = {t.key: t for t in worker.tables}
     gate = asyncio.Semaphore(worker.settings.create_parallelism)
     failed: list[Attempt] = []

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rocky_operator.api.status import OutputRef, RockyRunStatus
 from rocky_operator.logic.decide import Attempt, AttemptState, Decision, TableState
 from rocky_operator.logic.run_output import build_run_output, run_status
+from rocky_operator.logic.runner_policy import note_policy_halt
 from rocky_operator.logic.spec_change import note_spec_change
 from rocky_operator.logic.status import build_status, status_document
 
@@ -117,9 +118,12 @@ def current_status(
         run_output=run_output,
         output=output,
     )
-    return note_spec_change(
+    status = note_spec_change(
         status, generation=worker.generation, frozen_generation=worker.spec_generation, now=now
     )
+    if worker.halt is not None:
+        status = note_policy_halt(status, worker.halt, now=now, generation=worker.generation)
+    return status
 
 
 async def write_status(worker: RunWorker, decision: Decision, now: datetime) -> None:

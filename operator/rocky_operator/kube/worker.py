@@ -92,6 +92,9 @@ class RunWorker:
     """The decision core for this run's plan, kept up to date pass by pass."""
     unobserved: list[Attempt] = field(default_factory=list)
     """Journaled after the last decision (starts, refused pods): observed next pass."""
+    halt: str | None = None
+    """Set by prepare() when the frozen spec is outside the runner policy of this
+    operator process (tightened since the run was planned): the run stops, no new pod."""
     _keys: list[str] | None = None
     _planned_keys: set[str] | None = None
 
@@ -218,7 +221,7 @@ class RunWorker:
             decider.observe(self.journal.values())
         decider.observe([*self.unobserved, *new.values()])
         self.unobserved = []
-        decision = decider.decide(now)
+        decision = decider.decide(now, halt=self.halt)
         if decision.abort:
             stopped_now = []
             for ident in decision.abort:
@@ -226,7 +229,7 @@ class RunWorker:
                 attempts[ident] = new[ident] = stopped
                 stopped_now.append(stopped)
             decider.observe(stopped_now)
-            decision = decider.decide(now)
+            decision = decider.decide(now, halt=self.halt)
         self.decider = decider
         if decision.reason:
             decision = replace(decision, reason=readable(self, decision.reason))

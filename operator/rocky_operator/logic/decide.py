@@ -224,6 +224,7 @@ def decide(
     now: datetime,
     *,
     cancelled: bool = False,
+    halt: str | None = None,
     files: Mapping[str, FileAccess] | None = None,
 ) -> Decision:
     """Decide what happens next in a run.
@@ -235,6 +236,10 @@ def decide(
     ``files`` (:func:`~rocky_operator.logic.write_groups.write_groups`) says which
     database files each table locks: a table whose files conflict with a running one
     (one writer per DuckDB file) waits, and the tables after it may start instead.
+
+    ``halt`` stops the run for that reason, as cancellation does (running attempts
+    aborted, pending tables not attempted, naming it): a spec the runner policy now
+    refuses after an operator restart (``kube/prepare.py``).
     """
     order = list(dict.fromkeys(tables))
     position = {key: i for i, key in enumerate(order)}
@@ -263,10 +268,10 @@ def decide(
         if a.state is AttemptState.FAILED and _kind(a) is FailureKind.AUTH_FAILED
     )
     breaker_open = 0 < policy.auth_failed_threshold <= auth_failures
-    if cancelled:
+    if cancelled or halt:
         halt_all = True
-        reason = "cancelled"
-        not_attempted_note = "not attempted: the run was cancelled"
+        reason = halt or "cancelled"
+        not_attempted_note = f"not attempted: {halt or 'the run was cancelled'}"
     elif policy.fail_fast and final_failures:
         first = final_failures[0]
         halt_all = True

@@ -193,7 +193,9 @@ class IncrementalDecider:
 
     # --- decision ------------------------------------------------------------------------
 
-    def decide(self, now: datetime, *, cancelled: bool = False) -> Decision:
+    def decide(
+        self, now: datetime, *, cancelled: bool = False, halt: str | None = None
+    ) -> Decision:
         """What ``decide()`` answers for every attempt observed so far (module docstring)."""
         policy = self.policy
         running = sorted(self._running, key=lambda ident: (self.position[ident[0]], ident[1]))
@@ -205,9 +207,9 @@ class IncrementalDecider:
         overrides: dict[str, TableOutcome] = {}
         breaker_open = 0 < policy.auth_failed_threshold <= self._auth_failures
 
-        if cancelled:
-            reason = "cancelled"
-            pending_as = _halted("not attempted: the run was cancelled", ())
+        if cancelled or halt:
+            reason = halt or "cancelled"
+            pending_as = _halted(f"not attempted: {halt or 'the run was cancelled'}", ())
         elif policy.fail_fast and self._final_failures:
             final = sorted(
                 (self._outcomes[key] for key in self._final_failures),

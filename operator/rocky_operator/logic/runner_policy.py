@@ -12,6 +12,15 @@ data roots; everything else is the admin's to allow (``rocky-operator run
 
 :func:`check_runner_policy` is pure: a spec in, the violations out, each naming the
 field and the rule. A run with any violation ends Failed before any pod exists.
+
+The check is made by every operator process before it creates any pod of a run, on
+the spec the run uses: the copy frozen with its plan (``logic/spec_change.py``), not
+the live one. So an edit of the spec cannot bring a pod out of policy, and a policy
+the admin tightened between two operator lives applies to runs already in flight: such
+a run *halts* (:func:`note_policy_halt`) — no new pod, its running attempts stopped,
+its remaining tables not attempted naming the violation, the tables already copied
+kept in its RunOutput (the exit code stays the contract's: 1 when nothing was copied,
+2 when some tables were).
 """
 
 from __future__ import annotations
@@ -19,10 +28,13 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from rocky_operator.api.spec import RunnerSpec
+from rocky_operator.api.status import CONDITION_ACCEPTED, RockyRunStatus
 from rocky_operator.logic.pod_manifest import RunnerDefaults
+from rocky_operator.logic.status import set_condition
 
 #: Matches every image / ServiceAccount in an allow list.
 ANY = "*"
@@ -215,3 +227,25 @@ def policy_message(violations: list[PolicyViolation], limit: int = 5) -> str:
     shown = "; ".join(v.message for v in violations[:limit])
     more = len(violations) - limit
     return f"{shown}; and {more} more" if more > 0 else shown
+
+
+#: Condition reason (and Event reason) of a run outside the runner policy.
+REASON_POLICY_VIOLATION = "RunnerPolicyViolation"
+
+
+def note_policy_halt(
+    status: RockyRunStatus, message: str, *, now: datetime, generation: int | None
+) -> RockyRunStatus:
+    """``status`` of a run halted because its frozen spec is outside the policy now:
+    ``Accepted=False`` with reason ``RunnerPolicyViolation`` and ``message`` (the
+    violations, each naming the field and the rule)."""
+    conditions = set_condition(
+        status.conditions,
+        type=CONDITION_ACCEPTED,
+        status=False,
+        reason=REASON_POLICY_VIOLATION,
+        message=message,
+        now=now,
+        generation=generation,
+    )
+    return status.model_copy(update={"conditions": conditions})
