@@ -24,23 +24,13 @@ from rocky_operator.kube.store import RunStore
 from rocky_operator.logic import records
 from rocky_operator.logic.policy import RunPolicy
 from rocky_operator.logic.run_output import build_failed_run_output
-from rocky_operator.logic.runner_policy import (
-    REASON_POLICY_VIOLATION,
-    check_runner_policy,
-    policy_message,
-)
+from rocky_operator.logic.runner_policy import check_runner_policy, policy_message
 from rocky_operator.logic.status import (
     build_planning_status,
     build_rejected_status,
     status_document,
 )
-from rocky_operator.logic.tables import (
-    Exclusion,
-    PlannedTable,
-    plan_exclusions,
-    plan_tables,
-    table_key,
-)
+from rocky_operator.logic.tables import PlannedTable, plan_tables, table_key
 from rocky_runner.contract import FailureKind
 
 if TYPE_CHECKING:
@@ -49,24 +39,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def discover_with_runner(spec: RockyRunSpec, credentials: Mapping[str, str]) -> Any:
+def discover_with_runner(spec: RockyRunSpec, credentials: Mapping[str, str]) -> Sequence[Any]:
     """Discovery through the runner's public API (``rocky_runner.discovery``), run by the
-    operator itself: it needs network access to the warehouse (or the DuckDB file).
-    Returns a ``Discovery`` (tables and exclusions)."""
+    operator itself: it needs network access to the warehouse (or the DuckDB file)."""
     # Credentials is re-exported by rocky_runner.discovery (the operator imports only
     # the runner's contract and discovery modules; see .importlinter).
     from rocky_operator.logic.tables import adapter_settings
-    from rocky_runner.discovery import Credentials, discover
+    from rocky_runner.discovery import Credentials, discover_tables
 
     pattern = spec.source.schema_pattern
-    found = discover(
+    found: Sequence[Any] = discover_tables(
         adapter_settings(spec),
         prefix=pattern.prefix,
         separator=pattern.separator,
         components=list(pattern.components),
         catalog=spec.source.catalog,
         tables=spec.source.tables,
-        include_views=spec.source.include_views,
         credentials=Credentials(values=dict(credentials)),
     )
     return found
@@ -135,15 +123,11 @@ async def prepare(worker: RunWorker) -> bool:
     violations = check_runner_policy(
         worker.spec.runner, worker.settings.runner_policy, worker.settings.runner_defaults
     )
-    if violations and plan is None:  # before Secrets and discovery: no pod of any kind
-        rejected = RejectedError(REASON_POLICY_VIOLATION, policy_message(violations))
+    if violations:  # before Secrets and discovery: no pod of any kind for this run
+        rejected = RejectedError("RunnerPolicyViolation", policy_message(violations))
         await reject(worker, rejected, now)
         worker.spec = None
         return False
-    if violations:
-        # Planned by an earlier operator life under a wider policy (the admin tightened
-        # it since): the run halts, no new pod; what it copied stays in its output.
-        await halt_for_policy(worker, policy_message(violations))
     if plan is None:
         try:
             if not worker.settings.discovery_in_pod:  # else the discovery pod checks them
@@ -155,22 +139,17 @@ async def prepare(worker: RunWorker) -> bool:
                 worker.namespace, worker.name, status_document(pending)
             )
             worker.status = pending
-            tables, resumed, excluded = await make_plan(worker, worker.spec)
+            tables, resumed = await make_plan(worker, worker.spec)
             await worker.store.save_plan(
-                tables,
-                resumed,
-                spec=raw_spec,
-                generation=worker.spec_generation,
-                excluded=excluded,
+                tables, resumed, spec=raw_spec, generation=worker.spec_generation
             )
         except RejectedError as rejected:
             await reject(worker, rejected, now)
             worker.spec = None
             return False
-        worker.tables, worker.resumed, worker.excluded = tables, resumed, excluded
+        worker.tables, worker.resumed = tables, resumed
     else:
         worker.tables, worker.resumed = plan.tables, plan.resumed
-        worker.excluded = list(plan.excluded)
     worker.policy = RunPolicy.from_spec(worker.spec)
     worker.journal = records.latest_attempts(await worker.store.load_journal())
     worker.created = set(worker.store.created)
@@ -201,20 +180,6 @@ def secret_key_refs(spec: RockyRunSpec) -> list[tuple[str, str, str]]:
     return refs
 
 
-async def halt_for_policy(worker: RunWorker, message: str) -> None:
-    """Stop a planned run whose frozen spec this operator's runner policy refuses."""
-    worker.halt = message
-    await worker.client.post_event(
-        namespace=worker.namespace,
-        run_name=worker.name,
-        run_uid=worker.uid,
-        event_type="Warning",
-        reason=REASON_POLICY_VIOLATION,
-        message=f"the run stops, no new pod: {message}",
-    )
-    log.info("run %s/%s halted by the runner policy: %s", worker.namespace, worker.name, message)
-
-
 async def check_secrets(worker: RunWorker, spec: RockyRunSpec) -> None:
     for name, key, where in secret_key_refs(spec):
         keys = await worker.client.secret_keys(worker.namespace, name)
@@ -233,31 +198,23 @@ async def check_secrets(worker: RunWorker, spec: RockyRunSpec) -> None:
             )
 
 
-async def make_plan(
-    worker: RunWorker, spec: RockyRunSpec
-) -> tuple[list[PlannedTable], list[str], list[Exclusion]]:
-    """Discover, filter and resume-narrow the tables, and what was excluded; once per run."""
+async def make_plan(worker: RunWorker, spec: RockyRunSpec) -> tuple[list[PlannedTable], list[str]]:
+    """Discover, filter and resume-narrow the tables; done once per run."""
     if worker.settings.discovery_in_pod:
         try:
-            listing = await discover_in_pod(worker, spec)
+            found: Sequence[Any] = await discover_in_pod(worker, spec)
         except DiscoveryPodError as exc:
             raise RejectedError(exc.reason, exc.message, exc.kind.value) from exc
-        found, left_out = listing.tables, listing.excluded
     else:
-        answer = await discover_in_process(worker, spec)
-        # A Discovery (tables and exclusions), or a bare table list from an injected
-        # discoverer.
-        found = getattr(answer, "tables", answer)
-        left_out = getattr(answer, "excluded", [])
+        found = await discover_in_process(worker, spec)
     tables = plan_tables(spec, found)
-    excluded = plan_exclusions(spec, left_out, tables)
     resumed: list[str] = []
     if spec.resume_from:
         tables, resumed = await narrow_for_resume(worker, spec, tables)
-    return tables, resumed, excluded
+    return tables, resumed
 
 
-async def discover_in_process(worker: RunWorker, spec: RockyRunSpec) -> Any:
+async def discover_in_process(worker: RunWorker, spec: RockyRunSpec) -> Sequence[Any]:
     """Discovery with the injected ``discover`` in this process, which then needs the
     credentials (Secret reads): only with ``discovery_in_pod=False``."""
     credentials: dict[str, str] = {}
