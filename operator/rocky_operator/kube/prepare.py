@@ -24,7 +24,11 @@ from rocky_operator.kube.store import RunStore
 from rocky_operator.logic import records
 from rocky_operator.logic.policy import RunPolicy
 from rocky_operator.logic.run_output import build_failed_run_output
-from rocky_operator.logic.runner_policy import check_runner_policy, policy_message
+from rocky_operator.logic.runner_policy import (
+    REASON_POLICY_VIOLATION,
+    check_runner_policy,
+    policy_message,
+)
 from rocky_operator.logic.status import (
     build_planning_status,
     build_rejected_status,
@@ -123,11 +127,15 @@ async def prepare(worker: RunWorker) -> bool:
     violations = check_runner_policy(
         worker.spec.runner, worker.settings.runner_policy, worker.settings.runner_defaults
     )
-    if violations:  # before Secrets and discovery: no pod of any kind for this run
-        rejected = RejectedError("RunnerPolicyViolation", policy_message(violations))
+    if violations and plan is None:  # before Secrets and discovery: no pod of any kind
+        rejected = RejectedError(REASON_POLICY_VIOLATION, policy_message(violations))
         await reject(worker, rejected, now)
         worker.spec = None
         return False
+    if violations:
+        # Planned by an earlier operator life under a wider policy (the admin tightened
+        # it since): the run halts, no new pod; what it copied stays in its output.
+        await halt_for_policy(worker, policy_message(violations))
     if plan is None:
         try:
             if not worker.settings.discovery_in_pod:  # else the discovery pod checks them
@@ -178,6 +186,20 @@ def secret_key_refs(spec: RockyRunSpec) -> list[tuple[str, str, str]]:
         if isinstance(ref, dict) and not ref.get("optional") and ref.get("name"):
             refs.append((str(ref["name"]), str(ref.get("key", "")), f"runner.env[{i}]"))
     return refs
+
+
+async def halt_for_policy(worker: RunWorker, message: str) -> None:
+    """Stop a planned run whose frozen spec this operator's runner policy refuses."""
+    worker.halt = message
+    await worker.client.post_event(
+        namespace=worker.namespace,
+        run_name=worker.name,
+        run_uid=worker.uid,
+        event_type="Warning",
+        reason=REASON_POLICY_VIOLATION,
+        message=f"the run stops, no new pod: {message}",
+    )
+    log.info("run %s/%s halted by the runner policy: %s", worker.namespace, worker.name, message)
 
 
 async def check_secrets(worker: RunWorker, spec: RockyRunSpec) -> None:
