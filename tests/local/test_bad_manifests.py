@@ -61,6 +61,14 @@ CASES: dict[str, tuple[Mutator | str, str]] = {
         _set("spec.target.schemaTemplate", "staging__{region}"),
         "target.schemaTemplate 'staging__{region}' uses placeholder {region}",
     ),
+    "unbalanced brace in a template": (
+        _set("spec.target.schemaTemplate", "{source"),
+        "target.schemaTemplate '{source' has an unbalanced or empty brace",
+    ),
+    "target escaping the warehouse directory": (
+        _set("spec.target.catalogTemplate", "../../tmp/evil_{tenant}"),
+        "target.catalogTemplate '../../tmp/evil_{tenant}' contains '/'",
+    ),
     "filter on a missing component": (
         _set("spec.filter", "region=eu"),
         "filter 'region=eu' names component 'region'",
@@ -139,6 +147,24 @@ def test_bad_resume_options_exit_1(
     assert result.code == 1
     assert expected in result.stderr
     assert result.stdout == ""
+    assert not marker.exists()
+
+
+def test_an_oversized_manifest_is_refused_unread(
+    tmp_path: Path, marker_runner: tuple[list[str], Path]
+) -> None:
+    """A manifest over 1.5 MiB (what Kubernetes stores per object): one line, exit 1,
+    refused before YAML parsing (a 50 MB comment used to take 45 s)."""
+    warehouse = build_warehouse(tmp_path / "w.duckdb", {"src__acme__shop": ["orders"]})
+    manifest = write_manifest(tmp_path / "run.yaml", manifest_doc(warehouse))
+    with manifest.open("a", encoding="utf-8") as stream:
+        stream.write("# " + "x" * (2 * 1024 * 1024) + "\n")
+    command, marker = marker_runner
+    result = run(manifest, LocalOptions(runner_command=command))
+    assert result.code == 1
+    assert result.stdout == ""
+    assert "larger than 1572864 bytes" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not marker.exists()
 
 

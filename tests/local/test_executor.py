@@ -31,6 +31,7 @@ from tests.local.helpers import (
 
 from rocky_operator.local.executor import LocalOptions
 from rocky_operator.local.process import classify_exit
+from rocky_operator.logic.tables import table_key
 from rocky_runner.contract import FailureKind
 
 CLI = [sys.executable, "-m", "rocky_operator.cli"]
@@ -108,7 +109,10 @@ def test_fail_fast_aborts_the_running_runner_and_leaves_the_rest(tmp_path: Path)
     blocker = tmp_path / "globex_wh.duckdb"
     with contextlib.closing(duckdb.connect(str(blocker))):
         began = time.monotonic()
-        result = run(manifest, LocalOptions(runner_command=command, grace_seconds=10))
+        result = run(
+            manifest,
+            LocalOptions(runner_command=command, grace_seconds=10, logs_dir=tmp_path / "logs"),
+        )
         took = time.monotonic() - began
     assert took < 20, "the waiting runner was not aborted"
     assert result.code == 1  # nothing copied
@@ -124,6 +128,18 @@ def test_fail_fast_aborts_the_running_runner_and_leaves_the_rest(tmp_path: Path)
     assert "stopped in flight" in contained["duckdb/globex/shop/b"]["unblock_hint"]
     assert out["tables_skipped"] == 3
     assert "fail-fast" in result.stderr
+    # Issue 10: people read asset keys, never the internal table keys (10 hex characters).
+    keys = {table_key(["duckdb", "acme", "shop", t]) for t in "acd"}
+    keys.add(table_key(["duckdb", "globex", "shop", "b"]))
+    texts = json.dumps(out) + result.stderr
+    assert not [k for k in keys if k in texts]
+    assert all(
+        "after table duckdb/acme/shop/a failed" in c["unblock_hint"] for c in contained.values()
+    )
+    assert "after table duckdb/acme/shop/a failed" in result.stderr
+    logs = sorted(p.name for p in (tmp_path / "logs").glob("*.log"))
+    assert "duckdb.acme.shop.a-1.log" in logs
+    assert "duckdb.globex.shop.b-1.log" in logs
 
 
 def _plant_view(path: Path, schema: str, table: str) -> None:

@@ -282,6 +282,13 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str, str]] = [
     ),
     ("filter", {"filter": "planet=mars"}, "InvalidSpec", "planet", "unknown"),
     (
+        "escaping-target",
+        {"target": {"catalogTemplate": "../../tmp/evil_{tenant}", "schemaTemplate": "s"}},
+        "InvalidSpec",
+        "target.catalogTemplate",
+        "unknown",
+    ),
+    (
         "secret",
         {
             "adapter": {
@@ -447,8 +454,15 @@ async def test_output_command_and_kept_failed_pods(
     codes = {}
     for name in ("partial", "good", "missing"):
         codes[name] = await asyncio.to_thread(main, ["output", name, "-n", cluster.namespace])
-        out = capsys.readouterr().out
-        if name != "missing":
+        captured = capsys.readouterr()
+        out = captured.out
+        if name == "missing":
+            # Issue 10: one plain line, not the client's raw "get_namespaced_custom_object: 404".
+            assert captured.err == (
+                f"rocky-operator output: no RockyRun missing in namespace {cluster.namespace}\n"
+            )
+            assert out == ""
+        else:
             doc = json.loads(out)
             _check_run_output(doc)
             assert doc["tables_copied"] + doc["tables_failed"] == (12 if name == "partial" else 3)

@@ -33,6 +33,10 @@ FailureKindName = Literal[
 ]
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+#: Largest manifest read (bytes): what Kubernetes stores per object (etcd's default
+#: request limit, 1.5 MiB); anything bigger could never be applied, and YAML that size
+#: takes tens of seconds to parse.
+MAX_MANIFEST_BYTES = 1_572_864
 #: Schema of a list of Kubernetes objects the operator passes through unchanged.
 _FREE_FORM_ITEMS: dict[str, Any] = {
     "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
@@ -312,6 +316,7 @@ class RockyRunSpec(_Model):
             ("target.catalogTemplate", self.target.catalog_template),
             ("target.schemaTemplate", self.target.schema_template),
         ):
+            _check_template(field, template)
             for name in _PLACEHOLDER.findall(template):
                 if name not in known:
                     raise ValueError(
@@ -327,6 +332,29 @@ class RockyRunSpec(_Model):
         if self.resume_kinds and not self.resume_from:
             raise ValueError("resumeKinds needs resumeFrom")
         return self
+
+
+#: Characters a target name never contains: a path separator (a DuckDB catalog names the
+#: file ``<catalog>.duckdb`` next to the warehouse) or a NUL.
+_PATH_CHARACTERS = ("/", "\\", "\x00")
+
+
+def _check_template(field: str, template: str) -> None:
+    """Braces only as whole ``{component}`` placeholders, and nothing that could name a
+    path outside the warehouse's directory (``../../tmp/evil_{tenant}``)."""
+    rest = _PLACEHOLDER.sub("x", template)
+    if "{" in rest or "}" in rest or "{}" in template:
+        raise ValueError(
+            f"{field} {template!r} has an unbalanced or empty brace: write placeholders "
+            "as {component}"
+        )
+    bad = next((c for c in _PATH_CHARACTERS if c in template), None)
+    if bad is not None or template.strip() in (".", ".."):
+        what = f"contains {bad!r}" if bad is not None else "is a directory name"
+        raise ValueError(
+            f"{field} {template!r} {what}: a target name cannot be a path (it must stay "
+            "inside the warehouse; a DuckDB catalog is the file <catalog>.duckdb next to it)"
+        )
 
 
 def parse_filter(text: str) -> dict[str, str]:

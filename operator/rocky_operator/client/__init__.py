@@ -20,6 +20,7 @@ from rocky_operator.client.policy import Action, TableFailure, Triage, action_fo
 from rocky_operator.client.result import (
     ManifestError,
     RockyClientError,
+    RunNotFoundError,
     RunOutcome,
     RunOutputUnavailableError,
     RunTimeoutError,
@@ -38,6 +39,7 @@ __all__ = [
     "ManifestError",
     "RockyClientError",
     "RunConflictError",
+    "RunNotFoundError",
     "RunOutcome",
     "RunOutputUnavailableError",
     "RunTimeoutError",

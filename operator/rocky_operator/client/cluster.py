@@ -16,6 +16,7 @@ from rocky_operator.api.spec import API_GROUP, API_VERSION, PLURAL, RockyRunSpec
 from rocky_operator.client.manifest import build_manifest, validate_manifest, with_resume
 from rocky_operator.client.result import (
     RockyClientError,
+    RunNotFoundError,
     RunOutcome,
     RunOutputUnavailableError,
     RunTimeoutError,
@@ -138,14 +139,24 @@ class ClusterClient:
     # --- wait ----------------------------------------------------------------------
 
     def get(self, name: str) -> dict[str, Any]:
-        obj: dict[str, Any] = self._call(
-            self.custom.get_namespaced_custom_object,
-            API_GROUP,
-            API_VERSION,
-            self.namespace,
-            PLURAL,
-            name,
-        )
+        """The RockyRun object; :class:`RunNotFoundError` when there is none of that name."""
+        from kubernetes.client import ApiException
+
+        try:
+            obj: dict[str, Any] = self.custom.get_namespaced_custom_object(  # type: ignore[assignment]
+                API_GROUP,
+                API_VERSION,
+                self.namespace,
+                PLURAL,
+                name,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise RunNotFoundError(name, self.namespace) from None
+            raise RockyClientError(
+                f"reading RockyRun {name}: {exc.status} {exc.reason}: {_api_message(exc)}"
+            ) from exc
         return obj
 
     def wait(self, name: str, *, timeout: float, watch_seconds: int = 30) -> RunOutcome:

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from rocky_operator.api.spec import API_GROUP, API_VERSION, KIND, RockyRunSpec
+from rocky_operator.api.spec import API_GROUP, API_VERSION, KIND, MAX_MANIFEST_BYTES, RockyRunSpec
 from rocky_operator.client.result import ManifestError
 
 API_VERSION_FULL = f"{API_GROUP}/{API_VERSION}"
@@ -19,7 +19,14 @@ def load_manifest(path: str | Path) -> dict[str, Any]:
     """Read one RockyRun manifest from a YAML file (the one a user would ``kubectl apply``)."""
     import yaml
 
-    docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
+    with Path(path).open("rb") as stream:
+        raw = stream.read(MAX_MANIFEST_BYTES + 1)
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ManifestError(
+            f"{path}: the manifest is larger than {MAX_MANIFEST_BYTES} bytes (1.5 MiB, what "
+            "Kubernetes stores per object); refused unread"
+        )
+    docs = [d for d in yaml.safe_load_all(raw.decode("utf-8")) if d]
     runs = [d for d in docs if isinstance(d, dict) and d.get("kind") == KIND]
     if len(runs) != 1:
         raise ManifestError(f"{path}: expected exactly one {KIND} document, found {len(runs)}")

@@ -25,6 +25,15 @@ class RunTimeoutError(RockyClientError):
         self.phase = phase
 
 
+class RunNotFoundError(RockyClientError):
+    """No RockyRun of that name in the namespace."""
+
+    def __init__(self, name: str, namespace: str) -> None:
+        super().__init__(f"no RockyRun {name} in namespace {namespace}")
+        self.name = name
+        self.namespace = namespace
+
+
 class RunOutputUnavailableError(RockyClientError):
     """The run finished but its complete RunOutput cannot be read."""
 

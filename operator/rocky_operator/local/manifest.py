@@ -18,7 +18,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from rocky_operator.api.spec import API_GROUP, API_VERSION, KIND, RockyRunSpec
+from rocky_operator.api.spec import (
+    API_GROUP,
+    API_VERSION,
+    KIND,
+    MAX_MANIFEST_BYTES,
+    RockyRunSpec,
+)
 
 EXPECTED_API_VERSION = f"{API_GROUP}/{API_VERSION}"
 #: metadata.name must be a DNS-1123 subdomain, as Kubernetes requires.
@@ -112,7 +118,14 @@ def load_manifest(path: str | Path) -> Manifest:
     """Read and validate a manifest file; :class:`ManifestError` says what is wrong."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as stream:
+            raw = stream.read(MAX_MANIFEST_BYTES + 1)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise ManifestError(
+                f"{file}: the manifest is larger than {MAX_MANIFEST_BYTES} bytes (1.5 MiB, "
+                "what Kubernetes stores per object); refused unread"
+            )
+        text = raw.decode("utf-8")
     except OSError as exc:
         raise ManifestError(f"{file}: cannot read the manifest: {exc.strerror or exc}") from None
     except UnicodeDecodeError:

@@ -8,6 +8,7 @@ import select
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -30,7 +31,7 @@ from rocky_operator.logic.decide import (
     decide,
 )
 from rocky_operator.logic.policy import RunPolicy
-from rocky_operator.logic.tables import PlannedTable, attempt_name
+from rocky_operator.logic.tables import PlannedTable, file_stem, readable
 from rocky_operator.logic.write_groups import write_groups
 from rocky_runner.contract import FailureKind
 
@@ -65,6 +66,15 @@ class RunLoop:
         self.manifest = manifest
         self.tables = {t.key: t for t in tables}
         self.order = [t.key for t in tables]
+        self.names = {t.key: t.asset_key for t in tables}
+        # Log and result files are named by asset key; two keys that read the same once
+        # made file-safe keep them apart with the table key.
+        stems = Counter(file_stem(t.asset_key) for t in tables)
+        self._file_stem = {
+            t.key: stem if stems[stem] == 1 else f"{stem}.{t.key}"
+            for t in tables
+            for stem in (file_stem(t.asset_key),)
+        }
         self.policy = RunPolicy.from_spec(manifest.spec)
         self.files = write_groups(tables)
         self.options = options
@@ -139,7 +149,7 @@ class RunLoop:
                     self._journal(key, outcome)
         if decision.reason and decision.reason != self._reason:
             self._reason = decision.reason
-            self.reporter.halted(decision.reason)
+            self.reporter.halted(readable(decision.reason, self.names))
 
     def _journal(self, key: str, outcome: TableOutcome) -> None:
         assert self.journal is not None
@@ -166,7 +176,7 @@ class RunLoop:
                     self.tables[table],
                     number,
                     work_dir=self.work_dir,
-                    name=attempt_name(self.manifest.name, table, number),
+                    name=f"{self._file_stem[table]}-{number}",
                     now=now,
                     command=self.options.runner_command,
                     extra_env=self.env,

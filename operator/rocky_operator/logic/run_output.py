@@ -30,7 +30,7 @@ from typing import Any, Literal
 from rocky_operator import __version__
 from rocky_operator.logic.decide import Attempt, AttemptState, TableOutcome, TableState
 from rocky_operator.logic.policy import DEFAULT_RETRY
-from rocky_operator.logic.tables import PlannedTable
+from rocky_operator.logic.tables import PlannedTable, readable
 from rocky_runner.contract import FailureKind
 
 RunStatus = Literal["success", "partial_failure", "failure"]
@@ -247,6 +247,7 @@ def build_run_output(
     contained: list[dict[str, Any]] = []
     drift_actions: list[dict[str, Any]] = []
     by_key = {t.key: t for t in tables}
+    names = {t.key: t.asset_key for t in tables}  # people read asset keys, not table keys
     processed = 0
     execution_failed = 0
     for table in tables:
@@ -262,7 +263,7 @@ def build_run_output(
             errors.append(
                 {
                     "asset_key": list(table.asset_key),
-                    "error": _error_text(outcome),
+                    "error": readable(_error_text(outcome), names),
                     "failure_kind": (outcome.failure_kind or FailureKind.UNKNOWN).value,
                 }
             )
@@ -280,7 +281,9 @@ def build_run_output(
             )
             execution_failed += 1
         else:
-            reason = outcome.error or "not attempted: the run ended before this table started"
+            reason = readable(
+                outcome.error or "not attempted: the run ended before this table started", names
+            )
             contained.append(
                 {
                     "model": "/".join(table.asset_key),

@@ -72,6 +72,25 @@ def table_key(asset_key: Sequence[str]) -> str:
     return hashlib.sha256(doc.encode("ascii")).hexdigest()[:TABLE_KEY_LENGTH]
 
 
+_TABLE_KEY_TEXT = re.compile(rf"\b[0-9a-f]{{{TABLE_KEY_LENGTH}}}\b")
+_NOT_FILE_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def readable(text: str, names: Mapping[str, Sequence[str]]) -> str:
+    """``text`` with each table key of ``names`` (key -> asset key) replaced by the asset
+    key joined with ``/``: what a person reads names tables by their asset keys."""
+    return _TABLE_KEY_TEXT.sub(
+        lambda m: "/".join(names[m.group(0)]) if m.group(0) in names else m.group(0), text
+    )
+
+
+def file_stem(asset_key: Sequence[str]) -> str:
+    """A table's asset key as (the start of) a file name: its parts joined by ``.``,
+    characters a file name should not hold as ``_`` (``duckdb.acme.shop.orders``)."""
+    parts = [_NOT_FILE_SAFE.sub("_", p).strip("._") or "_" for p in asset_key]
+    return ".".join(parts)[:200]
+
+
 def attempt_name(run_name: str, key: str, attempt: int) -> str:
     """``<run>-<key>-<attempt>``, at most 63 characters and DNS-1123 safe.
 
