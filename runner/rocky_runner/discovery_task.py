@@ -31,6 +31,7 @@ from rocky_runner.discovery_channel import (
     failure_summary,
 )
 from rocky_runner.redact import Redactor
+from rocky_runner.redact_stream import redacted_std_streams
 from rocky_runner.result_file import write_result_file
 
 
@@ -41,11 +42,20 @@ def _write_summary(path: str, doc: Mapping[str, object]) -> None:
 def run_discovery(
     environ: Mapping[str, str], stdout: TextIO | None = None, stderr: TextIO | None = None
 ) -> int:
-    """Discover the tables of ``environ``'s task; returns the exit code, never raises."""
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
+    """Discover the tables of ``environ``'s task; returns the exit code, never raises.
+
+    What the client libraries print on stderr meanwhile is redacted too; stdout is the
+    framed answer and is left alone."""
+    redactor = [Redactor.from_env(environ)]
+    with redacted_std_streams(lambda text: redactor[0](text), stdout=False):
+        return _run_discovery(environ, stdout or sys.stdout, stderr or sys.stderr, redactor)
+
+
+def _run_discovery(
+    environ: Mapping[str, str], out: TextIO, err: TextIO, redactor: list[Redactor]
+) -> int:
     result_path = environ.get(ENV_RESULT_PATH) or DEFAULT_RESULT_PATH
-    redact = Redactor.from_env(environ)
+    redact = redactor[0]
     try:
         task = DiscoveryTask.model_validate_json(environ.get(ENV_DISCOVERY) or "")
     except ValidationError as exc:
@@ -60,7 +70,7 @@ def run_discovery(
 
     try:
         credentials = Credentials.from_env(environ)
-        redact = redact.extended(credentials.secret_values())
+        redact = redactor[0] = redact.extended(credentials.secret_values())
         found = discover_tables(
             task.adapter,
             prefix=task.prefix,

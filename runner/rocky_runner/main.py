@@ -33,6 +33,7 @@ from rocky_runner.contract import (
 )
 from rocky_runner.errors import ClassifiedError, CopyTimeoutError, NotDurableError
 from rocky_runner.redact import Redactor
+from rocky_runner.redact_stream import redacted_std_streams
 from rocky_runner.result_file import write_result_file
 from rocky_runner.watchdog import Watchdog
 
@@ -253,12 +254,21 @@ def _stopped_error(reason: str, task: TableTask, cause: BaseException | None) ->
 
 
 def run(environ: Mapping[str, str]) -> int:
-    """Run one task from ``environ``; returns the exit code. Never raises ``Exception``."""
+    """Run one task from ``environ``; returns the exit code. Never raises ``Exception``.
+
+    What the client libraries print on stdout / stderr meanwhile is redacted too
+    (:func:`~rocky_runner.redact_stream.redacted_std_streams`)."""
     out = _Output(
         environ.get(ENV_RESULT_PATH) or DEFAULT_RESULT_PATH,
         Redactor.from_env(environ),
         process_started(),
     )
+    # A lambda: the redactor grows once the credentials are read.
+    with redacted_std_streams(lambda text: out.redact(text)):
+        return _run(environ, out)
+
+
+def _run(environ: Mapping[str, str], out: _Output) -> int:
     raw_task = environ.get(ENV_TASK)
     try:
         task = read_task(raw_task)

@@ -6,7 +6,8 @@ secret looks like. A secret can reach a message in more shapes than its raw valu
 
 - encoded: JSON-escaped (a private key's newlines become ``\\n``, a quote ``\\"``),
   repr-escaped, JSON inside JSON, URL-encoded, base64 (HTTP basic auth) at any of the
-  three byte alignments, so a base64 of *part* of a secret is caught too;
+  three byte alignments, so a base64 of *part* of a secret is caught too, and base64
+  of the JSON-escaped form (a JWT header's key id);
 - in another case (an error that upper- or lower-cases what it echoes);
 - clipped: DuckDB shows at most a window of the query (``LINE 1: ...-SENTINEL-123'``),
   and a message cut to a length limit ends in the middle of whatever it echoed.
@@ -74,7 +75,10 @@ def encodings(value: str) -> set[str]:
         except UnicodeError:
             continue
         forms.update(_base64_forms(raw))
+        # base64 of JSON: a JWT header carries a key id JSON-escaped, then encoded.
+        forms.update(_base64_forms(json.dumps(value)[1:-1].encode("ascii")))
         forms.add(quote(value, safe="", errors=errors))
+        forms.add(quote(value, errors=errors))  # quote()'s default keeps "/"
         forms.add(quote_plus(value, errors=errors))
         break
     forms.discard("")

@@ -9,11 +9,15 @@ ends DONE with an ``errorResult`` (``invalidQuery`` / ``notFound``) like BigQuer
 Failures are injected per request with :meth:`FakeBigQuery.fail` (HTTP status with
 a BigQuery error body and reason) or :meth:`FakeBigQuery.fail_job` (a job that ends
 with an ``errorResult``). ``/token`` is an OAuth token endpoint for service-account
-credentials, which can be told to refuse.
+credentials, which can be told to refuse, or (``grants_before_echo``) to refuse every
+grant after the first few echoing what it got: the form-encoded request body with its
+signed JWT, and the JWT's key id (the key's ``private_key_id``) decoded, as an
+over-helpful error would.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
 import decimal
 import json
@@ -24,6 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 import duckdb
 import sqlglot
@@ -46,6 +51,26 @@ def error_body(status: int, reason: str, message: str) -> Reply:
             }
         },
         status=status,
+    )
+
+
+def echo_grant_refusal(request: Request) -> Reply:
+    """Google's OAuth refusal (400 ``invalid_grant``) whose description echoes the grant:
+    the JWT header's key id and the request body (form-encoded, the JWT in it)."""
+    body = request.body.decode("utf-8", "replace")
+    assertion = (parse_qs(body).get("assertion") or [""])[0]
+    try:
+        header_b64 = assertion.split(".")[0]
+        header = json.loads(base64.urlsafe_b64decode(header_b64 + "=" * (-len(header_b64) % 4)))
+        key_id = header.get("kid", "")
+    except (ValueError, IndexError):
+        key_id = ""
+    return Reply.json(
+        {
+            "error": "invalid_grant",
+            "error_description": f"Invalid JWT Signature for key {key_id}. Request: {body}",
+        },
+        status=400,
     )
 
 
@@ -142,6 +167,10 @@ class FakeBigQuery:
         self._job_failures: list[tuple[str, dict[str, Any]]] = []
         #: What ``/token`` answers; None: a fresh access token.
         self.token_reply: Reply | None = None
+        #: Grants ``/token`` answers before it refuses every later one echoing it
+        #: (:func:`echo_grant_refusal`); None: never.
+        self.grants_before_echo: int | None = None
+        self._grants = 0
 
     # -- test helpers --
 
@@ -170,6 +199,12 @@ class FakeBigQuery:
                 self._failures[i] = (method, pattern, reply, times - 1)
                 return reply
         if request.path == "/token":
+            with self.lock:
+                self._grants += 1
+                limit = self.grants_before_echo
+                echo = limit is not None and self._grants > limit
+            if echo:
+                return echo_grant_refusal(request)
             return self.token_reply or Reply.json(
                 {"access_token": "fake-token", "expires_in": 3600, "token_type": "Bearer"}
             )

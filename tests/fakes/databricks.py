@@ -11,7 +11,9 @@ failing statement ends in ``ERROR_STATE`` with Databricks' message format
 (``[ERROR_CLASS] ... SQLSTATE: xxxxx``), the way a SQL warehouse reports it.
 
 HTTP failures (401, 403, 404, 429, 503, stalls) come from a plain reply handler on
-the same kind of HTTPS server (:func:`fakes.http.serve`).
+the same kind of HTTPS server (:func:`fakes.http.serve`); :func:`databricks_echo_stub`
+refuses every request with 401 and echoes the ``Authorization`` header it got (the token)
+in the error headers the connector reports and in a JSON body.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import duckdb
 import sqlglot
@@ -305,3 +308,59 @@ def databricks_http_stub(reply: Reply) -> Iterator[RunningServer]:
     """An HTTPS endpoint that answers every request with ``reply`` (HTTP failures)."""
     with serve(lambda _request: reply, tls=tls_context()) as server:
         yield server
+
+
+def echo_token_refusal(request: Request) -> Reply:
+    """HTTP 401 echoing the request's ``Authorization`` header: verbatim (latin-1, as
+    HTTP carries it) in ``x-thriftserver-error-message``, which the connector puts in
+    its error, URL-encoded in ``x-databricks-reason-phrase`` and JSON-escaped in the body."""
+    auth = request.headers.get("authorization", "")
+    try:
+        auth.encode("latin-1")
+        verbatim = auth
+    except UnicodeEncodeError:
+        verbatim = quote(auth)
+    body = {"error_code": "INVALID_TOKEN", "message": f"Invalid access token: {auth}"}
+    return Reply.json(
+        body,
+        status=401,
+        **{
+            "x-thriftserver-error-message": f"Invalid access token: {verbatim}",
+            "x-databricks-reason-phrase": quote(f"Invalid access token {auth}"),
+        },
+    )
+
+
+def _thrift_method(body: bytes) -> str:
+    """The name of the Thrift call in a request body."""
+    name, _type, _seq = TBinaryProtocol.TBinaryProtocol(
+        TTransport.TMemoryBuffer(body)
+    ).readMessageBegin()
+    return str(name)
+
+
+@contextmanager
+def databricks_echo_warehouse(
+    sessions_before_echo: int = 0,
+) -> Iterator[tuple[RunningServer, FakeWarehouse]]:
+    """The fake SQL warehouse whose first ``sessions_before_echo`` sessions open, and
+    whose every later ``OpenSession`` is refused echoing its token
+    (:func:`echo_token_refusal`): a discovery pod plans tables, their copies then fail."""
+    service = FakeWarehouse()
+    thrift = thrift_handler(service)
+    opened = 0
+    lock = threading.Lock()
+
+    def handle(request: Request) -> Reply:
+        nonlocal opened
+        if _thrift_method(request.body) == "OpenSession":
+            with lock:
+                opened += 1
+                refuse = opened > sessions_before_echo
+            if refuse:
+                return echo_token_refusal(request)
+        return thrift(request)
+
+    with serve(handle, tls=tls_context()) as server:
+        yield server, service
+    service.db.close()

@@ -6,17 +6,22 @@ through the real connector end to end. What fakesnow cannot produce (login refus
 HTTP 401/403/429/5xx, Snowflake's own error numbers for privileges, cancels and
 expired sessions) comes from :func:`snowflake_stub`, which answers the same
 endpoints the way Snowflake does (``/session/v1/login-request``,
-``/queries/v1/query-request``, ``/session/token-request``).
+``/queries/v1/query-request``, ``/session/token-request``). With ``echo_login`` the
+stub refuses every login with a message that echoes the login request body, the JSON
+the connector sent (the password JSON-escaped in it), the way a misbehaving proxy or
+an over-helpful error page would: the redaction tests need the secret in the error.
 """
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlencode
 
 from fakes.http import Reply, Request, RunningServer, serve
 
@@ -91,6 +96,47 @@ def gs_error(code: str, message: str, sqlstate: str | None = None) -> Reply:
     return Reply.json({"data": data, "code": code, "message": message, "success": False})
 
 
+def echo_login_refusal(request: Request) -> Reply:
+    """Snowflake's 390100 login refusal (HTTP 200, ``success: false``), its message
+    echoing the login request: the body as sent (JSON, so a password appears
+    JSON-escaped) and the request URL's query string (URL-encoded)."""
+    body = request.body.decode("utf-8", "replace")
+    query = urlencode(request.query, doseq=True)
+    return gs_error(
+        "390100",
+        f"Incorrect username or password was specified. Request: {body} ?{query}",
+        "28000",
+    )
+
+
+def rowset(names: Sequence[str], rows: Sequence[Sequence[str]]) -> Reply:
+    """A query result of text columns in JSON format, as Snowflake answers a query."""
+    return Reply.json(
+        {
+            "data": {
+                "parameters": [],
+                "rowtype": [
+                    {
+                        "name": name,
+                        "type": "text",
+                        "nullable": True,
+                        "precision": None,
+                        "scale": None,
+                        "length": 16777216,
+                        "byteLength": 16777216,
+                    }
+                    for name in names
+                ],
+                "rowset": [list(row) for row in rows],
+                "total": len(rows),
+                "queryResultFormat": "json",
+                "queryId": "01-fake",
+            },
+            "success": True,
+        }
+    )
+
+
 def query_ok() -> Reply:
     """A one-row, one-column result (``SELECT 1``) in JSON format."""
     return Reply.json(
@@ -124,8 +170,10 @@ def snowflake_stub(
     login: Reply | None = None,
     query: Reply | None = None,
     renew: Reply | None = None,
+    echo_login: bool = False,
 ) -> Iterator[RunningServer]:
-    """An HTTP endpoint answering login, queries and token renewal with fixed replies."""
+    """An HTTP endpoint answering login, queries and token renewal with fixed replies
+    (``echo_login``: every login refused with its own request body in the message)."""
     login_reply = login or login_ok()
     query_reply = query or query_ok()
     renew_reply = renew or gs_error("390114", "Authentication token has expired.", "08001")
@@ -133,12 +181,47 @@ def snowflake_stub(
     def handle(request: Request) -> Reply:
         path = request.path
         if path.endswith("/login-request"):
-            return login_reply
+            return echo_login_refusal(request) if echo_login else login_reply
         if path.endswith("/token-request"):
             return renew_reply
         if path.endswith("/query-request"):
             return query_reply
         # abort-request, session delete, heartbeat: accept.
+        return Reply.json({"data": None, "success": True})
+
+    with serve(handle) as server:
+        yield server
+
+
+@contextmanager
+def snowflake_echo_stub(
+    *, database: str = "DB", tables: Mapping[str, Sequence[str]], logins_before_echo: int = 0
+) -> Iterator[RunningServer]:
+    """A Snowflake endpoint whose first ``logins_before_echo`` logins succeed (and see
+    ``tables``, schema -> base tables, in ``database`` through ``INFORMATION_SCHEMA``),
+    and every later login is refused echoing its request (:func:`echo_login_refusal`).
+    So a discovery pod can plan a table whose copy pod then fails with the echo."""
+    logins = itertools.count()
+    lock = threading.Lock()
+
+    def answer(sql_text: str) -> Reply:
+        if "SCHEMATA" in sql_text:
+            return rowset(["CATALOG_NAME", "SCHEMA_NAME"], [[database, s] for s in sorted(tables)])
+        if "TABLE_TYPE" in sql_text:
+            return rowset(
+                ["TABLE_NAME", "TABLE_TYPE"],
+                [[t, "BASE TABLE"] for names in tables.values() for t in names],
+            )
+        return query_ok()
+
+    def handle(request: Request) -> Reply:
+        path = request.path
+        if path.endswith("/login-request"):
+            with lock:
+                seen = next(logins)
+            return login_ok() if seen < logins_before_echo else echo_login_refusal(request)
+        if path.endswith("/query-request"):
+            return answer(str((request.json() or {}).get("sqlText", "")))
         return Reply.json({"data": None, "success": True})
 
     with serve(handle) as server:
