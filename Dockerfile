@@ -29,15 +29,17 @@ RUN python -m venv "$VIRTUAL_ENV"
 
 WORKDIR /src
 
-# Dependency layer: only pyproject.toml, with empty stand-ins for the two import packages, so
-# this (slow) layer is rebuilt only when the dependencies change, not on every source edit.
-# DL3013 (pin versions): the requirements and their bounds are pyproject.toml's, which pins the
-# connector clients exactly; the argument here is the local project, not a package name.
-COPY pyproject.toml ./
+# Dependency layer: only pyproject.toml and constraints.txt, with empty stand-ins for the two
+# import packages, so this (slow) layer is rebuilt only when the dependencies change, not on
+# every source edit. constraints.txt pins every dependency to the version the tests ran with
+# (scripts/update-constraints writes it from the tested venv; .ci/run installs with it too).
+# DL3013 (pin versions): the pins are constraints.txt's; the argument here is the local
+# project, not a package name.
+COPY pyproject.toml constraints.txt ./
 # hadolint ignore=DL3013
 RUN mkdir -p operator/rocky_operator runner/rocky_runner \
     && touch README.md operator/rocky_operator/__init__.py runner/rocky_runner/__init__.py \
-    && pip install --no-cache-dir --only-binary=:all: ".[${EXTRAS}]" \
+    && pip install --no-cache-dir --only-binary=:all: -c constraints.txt ".[${EXTRAS}]" \
     && pip uninstall --yes rocky-operator \
     && rm -rf operator runner README.md
 

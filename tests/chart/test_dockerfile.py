@@ -79,7 +79,7 @@ def test_multi_stage_with_dependency_layer_before_source() -> None:
     deps_install = next(
         i for i, line in enumerate(builder) if line.startswith("RUN") and "pip install" in line
     )
-    assert builder[copies[0]] == "COPY pyproject.toml ./"
+    assert builder[copies[0]] == "COPY pyproject.toml constraints.txt ./"
     assert "--only-binary=:all:" in builder[deps_install], "wheels only: no compiler needed"
     assert copies[0] < deps_install < copies[1], (
         "dependencies must install before the source is copied"
@@ -165,7 +165,8 @@ def test_dockerignore_sends_only_what_the_image_needs() -> None:
 
 def test_build_context_holds_every_file_of_the_distribution() -> None:
     """Every tracked file the wheel is built from (the two import packages with their package
-    data, pyproject.toml, README.md) is in the build context; nothing else is."""
+    data, pyproject.toml, README.md) and the constraints it is pinned to are in the build
+    context; nothing else is."""
     patterns = [
         line.strip()
         for line in (REPO / ".dockerignore").read_text().splitlines()
@@ -178,7 +179,7 @@ def test_build_context_holds_every_file_of_the_distribution() -> None:
     needed = {
         path
         for path in tracked
-        if path in ("pyproject.toml", "README.md")
+        if path in ("pyproject.toml", "README.md", "constraints.txt")
         or path.startswith(("operator/rocky_operator/", "runner/rocky_runner/"))
     }
     assert needed <= sent, sorted(needed - sent)
