@@ -29,12 +29,19 @@ def _runtime(memo: Any) -> Runtime:
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """Annotations for kopf's progress and diff-base; no kopf Events from log lines."""
+    """Annotations for kopf's progress and diff-base; no kopf Events from log lines.
+
+    Posting stays enabled: ``settings.posting.enabled = False`` would also make
+    ``kopf.event()`` a no-op, and the RockySchedule daemon posts its Events that way
+    (``RunCreated``, ``RunDeleted``, ...). kopf posts a log line as an Event only at or
+    above ``settings.posting.level``; above CRITICAL, none is. ``kopf.event()`` ignores
+    the level. (The RockyRun workers post their Events with their own client.)"""
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="rocky.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="rocky.dev", key="last-handled-configuration"
     )
-    settings.posting.enabled = False
+    settings.posting.enabled = True
+    settings.posting.level = logging.CRITICAL + 1
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60

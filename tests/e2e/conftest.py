@@ -16,7 +16,8 @@ from typing import cast
 import pytest
 from kubernetes import client, config
 from tests.support.control_plane import ControlPlane, binaries_dir
-from tests.support.e2e import Rest
+from tests.support.e2e import OperatorProcess, Rest, apply_crds
+from tests.support.schedules import StartOperator
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -72,3 +73,36 @@ def namespace(rest: Rest, request: pytest.FixtureRequest) -> Iterator[str]:
         yield name
     finally:
         rest.delete(f"/api/v1/namespaces/{name}")
+
+
+@pytest.fixture
+def custom(api_client: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api_client)
+
+
+@pytest.fixture
+def start_operator(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> Iterator[StartOperator]:
+    """Start `rocky-operator run` (the production entry point: RockyRun and RockySchedule
+    handlers in one process) watching the test namespace, when the test calls it, e.g. after
+    its history is in place; stopped at the end. The CRDs are applied first."""
+    apply_crds(control_plane, "rockyruns.rocky.dev", "rockyschedules.rocky.dev")
+    started: list[OperatorProcess] = []
+
+    def start() -> OperatorProcess:
+        operator = OperatorProcess(
+            control_plane,
+            namespace,
+            tmp_path / "operator.log",
+            env={"ROCKY_SCHEDULE_POLL_SECONDS": "1"},
+        )
+        started.append(operator)
+        operator.start()
+        return operator
+
+    try:
+        yield start
+    finally:
+        for operator in started:
+            operator.stop()

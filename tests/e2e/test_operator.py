@@ -107,14 +107,16 @@ def wait_complete(
 
 
 def metric_values(text: str, name: str, namespace: str) -> dict[str, float]:
-    """`name{namespace=...,failure_kind=K}` values by K (prometheus text format)."""
+    """`name{namespace=...,failure_kind=K}` values by K (prometheus text format), those above 0
+    (a namespace's series are created at 0 for every kind)."""
     out: dict[str, float] = {}
     for line in text.splitlines():
         if not line.startswith(name + "{") or f'namespace="{namespace}"' not in line:
             continue
         labels, _, value = line[len(name) + 1 :].rpartition("} ")
         parts = dict(p.split("=", 1) for p in labels.split(","))
-        out[parts["failure_kind"].strip('"')] = float(value)
+        if float(value):
+            out[parts["failure_kind"].strip('"')] = float(value)
     return out
 
 
@@ -158,15 +160,21 @@ def test_demo_run_completes_with_every_failure_kind_accounted_for(
     wide = kubectl(control_plane, "-n", namespace, "get", "rr", "-o", "wide").stdout
     assert wide.splitlines()[0].split()[4] == "EXIT"
 
-    events = kubectl_json(
-        control_plane,
-        "-n",
-        namespace,
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=demo",
-    )["items"]
+    def run_events() -> list[dict[str, Any]] | None:
+        """The run's Events once the final one is there: it is posted after the final status
+        (which `kubectl wait` saw), so it may still be on its way."""
+        items: list[dict[str, Any]] = kubectl_json(
+            control_plane,
+            "-n",
+            namespace,
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=demo",
+        )["items"]
+        return items if any(e["reason"] == "RunPartiallyFailed" for e in items) else None
+
+    events = wait_for(run_events, timeout=60, what="the run's RunPartiallyFailed Event")
     reasons = Counter(e["reason"] for e in events)
     assert reasons["RunPartiallyFailed"] == 1
     failed_messages = " ".join(e["message"] for e in events if e["reason"] == "TablesFailed")
