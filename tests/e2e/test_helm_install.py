@@ -16,6 +16,7 @@ operator leaves the other tests' RockyRuns alone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -34,6 +35,7 @@ from tests.support.control_plane import ControlPlane, free_port
 from tests.support.e2e import kubectl, kubectl_json, wait_for
 
 TABLES = ("orders", "customers", "refunds")
+PULL_SECRET = "regcred"
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +138,9 @@ def installed(
         },
         # The node agent has no cluster DNS: the test pod reads the operator's port directly.
         "tests": {"metricsUrl": f"http://127.0.0.1:{port}/metrics"},
+        # A private registry: every pod that pulls the image must carry it (the node agent
+        # pulls nothing, so the Secret need not exist).
+        "imagePullSecrets": [{"name": PULL_SECRET}],
     }
     values_file = tmp_path / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
@@ -221,14 +226,24 @@ def test_helm_install_then_rockyrun_completes(
             "runner": {"serviceAccountName": f"{release}-runner"},
         },
     }
-    kubectl(control_plane, "apply", "-f", "-", input=yaml.safe_dump(run))
+    with _watched_pods(control_plane, namespace, "helm-e2e") as seen:
+        kubectl(control_plane, "apply", "-f", "-", input=yaml.safe_dump(run))
+        obj = wait_for(
+            lambda: _finished(control_plane, namespace), timeout=120, interval=0.5,
+            what="RockyRun helm-e2e finished",
+        )  # fmt: skip
 
-    def finished() -> dict[str, Any] | None:
-        obj = kubectl_json(control_plane, "get", "rockyrun", "helm-e2e", "-n", namespace)
-        phase = obj.get("status", {}).get("phase")
-        return obj if phase in ("Succeeded", "PartialFailure", "Failed") else None
-
-    obj = wait_for(finished, timeout=120, interval=0.5, what="RockyRun helm-e2e finished")
+    # Every runner pod the installed operator created (discovery and one per table) pulls with
+    # the chart's imagePullSecrets, and so does the runner ServiceAccount.
+    pods = {p["metadata"]["name"]: p for p in seen}
+    assert len(pods) >= 1 + len(TABLES), sorted(pods)
+    for name, pod in pods.items():
+        assert pod["spec"].get("imagePullSecrets") == [{"name": PULL_SECRET}], name
+    account = kubectl_json(
+        control_plane, "get", "serviceaccount", f"{release}-runner", "-n", namespace
+    )
+    assert account["imagePullSecrets"] == [{"name": PULL_SECRET}]
+    assert _operator_pod_pull_secrets(control_plane, namespace, release) == [{"name": PULL_SECRET}]
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
     assert obj["status"]["exitCode"] == 0
     output = obj["status"]["runOutput"]
@@ -271,6 +286,49 @@ def test_helm_install_then_rockyrun_completes(
         if e.get("responseStatus", {}).get("code") == 403
     ]
     assert forbidden == [], sorted(set(forbidden))
+
+
+def _finished(cp: ControlPlane, namespace: str) -> dict[str, Any] | None:
+    obj: dict[str, Any] = kubectl_json(cp, "get", "rockyrun", "helm-e2e", "-n", namespace)
+    phase = obj.get("status", {}).get("phase")
+    return obj if phase in ("Succeeded", "PartialFailure", "Failed") else None
+
+
+def _operator_pod_pull_secrets(cp: ControlPlane, namespace: str, release: str) -> Any:
+    """The operator pod's imagePullSecrets."""
+    pods = kubectl_json(
+        cp, "get", "pods", "-n", namespace, "-l", f"app.kubernetes.io/instance={release}"
+    )["items"]
+    operator = [p for p in pods if p["metadata"]["labels"].get("app.kubernetes.io/component")
+                == "operator"]  # fmt: skip
+    return operator[0]["spec"].get("imagePullSecrets")
+
+
+@contextlib.contextmanager
+def _watched_pods(cp: ControlPlane, namespace: str, run: str) -> Iterator[list[dict[str, Any]]]:
+    """Every version of the run's pods the API server served while the block ran (`kubectl
+    get --watch`): the copy pods are deleted once they succeed, so a list afterwards is empty."""
+    out = cp.node_work_dir.parent / f"watch-{namespace}-{run}.json"
+    seen: list[dict[str, Any]] = []
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            [str(cp.kubectl), "get", "pods", "-n", namespace, "-l", f"rocky.dev/run={run}",
+             "--watch", "-o", "json"],
+            stdout=sink, stderr=subprocess.DEVNULL, env=cp.env("admin"),
+        )  # fmt: skip
+        try:
+            yield seen
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    text, decoder, at = out.read_text(), json.JSONDecoder(), 0
+    while True:
+        while at < len(text) and text[at].isspace():
+            at += 1
+        if at >= len(text):
+            break
+        obj, at = decoder.raw_decode(text, at)
+        seen.extend(obj["items"] if obj.get("kind") == "List" else [obj])
 
 
 def _probe(port: int) -> bool:

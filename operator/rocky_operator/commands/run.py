@@ -74,6 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="ServiceAccount of runner pods whose spec.runner.serviceAccountName is unset "
         "(env ROCKY_RUNNER_SERVICE_ACCOUNT; default: the namespace's default)",
     )
+    parser.add_argument(
+        "--runner-image-pull-secrets",
+        type=default_list,
+        default=_list("ROCKY_RUNNER_IMAGE_PULL_SECRETS"),
+        help="comma-separated Secrets for pulling the runner image, set on every runner pod "
+        "(env ROCKY_RUNNER_IMAGE_PULL_SECRETS; the chart sets them from imagePullSecrets)",
+    )
     add_policy_arguments(parser)
     parser.add_argument("--context", default=None, help="kubeconfig context (outside a cluster)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
@@ -138,6 +145,15 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def runner_defaults(args: argparse.Namespace) -> RunnerDefaults:
+    """What runner pods get where their run's ``spec.runner`` says nothing."""
+    return RunnerDefaults(
+        image=args.runner_image,
+        service_account_name=args.runner_service_account,
+        image_pull_secrets=tuple(dict.fromkeys(args.runner_image_pull_secrets)),
+    )
+
+
 def runner_policy(args: argparse.Namespace) -> RunnerPolicy:
     return RunnerPolicy(
         images=tuple(args.runner_allowed_images),
@@ -175,9 +191,7 @@ def run(args: argparse.Namespace) -> int:
             stuck_grace_seconds=args.stuck_grace_seconds,
             status_interval_seconds=args.status_interval_seconds,
             batch_seconds=args.batch_seconds,
-            runner_defaults=RunnerDefaults(
-                image=args.runner_image, service_account_name=args.runner_service_account
-            ),
+            runner_defaults=runner_defaults(args),
             runner_policy=runner_policy(args),
         ),
         metrics_host=args.metrics_host,

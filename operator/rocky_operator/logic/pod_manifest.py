@@ -71,6 +71,9 @@ class RunnerDefaults:
     """Runner image (``rocky-operator run --runner-image``)."""
     service_account_name: str | None = None
     """Runner ServiceAccount (``--runner-service-account``)."""
+    image_pull_secrets: tuple[str, ...] = ()
+    """Secrets for pulling the runner image (``--runner-image-pull-secrets``; the chart's
+    ``imagePullSecrets``): on every runner pod, whichever ServiceAccount it runs as."""
 
 
 def runner_pod_spec(
@@ -122,6 +125,8 @@ def runner_pod_spec(
     service_account = runner.service_account_name or defaults.service_account_name
     if service_account:
         pod_spec["serviceAccountName"] = service_account
+    if defaults.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": n} for n in defaults.image_pull_secrets]
     if runner.node_selector:
         pod_spec["nodeSelector"] = dict(runner.node_selector)
     if runner.tolerations:
