@@ -1,6 +1,6 @@
 """The Helm chart: `helm lint --strict`, `helm template` output valid against the Kubernetes
 OpenAPI schemas for the defaults and every ci/*-values.yaml, and the properties the chart
-promises (one Recreate replica, probes, restricted security context, no default resources,
+promises (one Recreate replica, probes, restricted security context, default resources,
 least-privilege RBAC cluster-wide or per namespace, 63-character names, values documented and
 typed, the CRD copy in step with crds/).
 """
@@ -145,7 +145,7 @@ def test_defaults_operator_deployment(render: Render) -> None:
         "--runner-allowed-mount-paths=/data,/mnt,/srv,/var/lib/rocky",
         "--runner-allowed-env-sources=value,secretKeyRef,configMapKeyRef",
     ]  # cluster-wide: no --runner-service-account (that account is only in the release ns)
-    assert "resources" not in container
+    assert container["resources"]["requests"]  # test_chart_runner_network.py: the values
     assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
