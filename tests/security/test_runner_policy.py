@@ -21,6 +21,7 @@ from tests.operator.conftest import run_spec
 from tests.operator.harness import FAST, Cluster, FakeKubelet, operator_life
 
 from rocky_operator.api.spec import RunnerSpec
+from rocky_operator.kube.settings import ControllerSettings
 from rocky_operator.logic.pod_manifest import RunnerDefaults
 from rocky_operator.logic.runner_policy import (
     RunnerPolicy,
@@ -208,10 +209,15 @@ SETTINGS = replace(
 
 @pytest.mark.parametrize("case", sorted(CASES))
 async def test_refused_under_the_default_policy(
-    api_server: str, cluster: Cluster, kubelet: FakeKubelet, warehouse: Path, case: str
+    api_server: str,
+    cluster: Cluster,
+    kubelet: FakeKubelet,
+    warehouse: Path,
+    case: str,
+    default_settings: ControllerSettings,
 ) -> None:
     _, field, _, _ = CASES[case]
-    async with operator_life(api_server, cluster.namespace, settings=SETTINGS):
+    async with operator_life(api_server, cluster.namespace, settings=default_settings):
         await cluster.create_run(f"refused-{case}", run_spec(warehouse, runner=_runner(case)))
         run = await cluster.wait_finished(f"refused-{case}", deadline_seconds=60)
     assert run["status"]["phase"] == "Failed"
@@ -225,12 +231,16 @@ async def test_refused_under_the_default_policy(
 
 @pytest.mark.parametrize("case", sorted(CASES))
 async def test_allowed_when_the_admin_allows_it(
-    api_server: str, cluster: Cluster, kubelet: FakeKubelet, warehouse: Path, case: str
+    api_server: str,
+    cluster: Cluster,
+    kubelet: FakeKubelet,
+    warehouse: Path,
+    case: str,
+    allowed_settings: ControllerSettings,
 ) -> None:
-    _, _, allowance, pod_shows = CASES[case]
-    settings = replace(SETTINGS, runner_policy=allowance)
+    _, _, _, pod_shows = CASES[case]
     kubelet.paused = True
-    async with operator_life(api_server, cluster.namespace, settings=settings):
+    async with operator_life(api_server, cluster.namespace, settings=allowed_settings):
         await cluster.create_run(f"allowed-{case}", run_spec(warehouse, runner=_runner(case)))
         pods: list[dict[str, Any]] = []
         for _ in range(600):

@@ -30,6 +30,7 @@ from tests.security.test_runner_policy import SETTINGS
 from rocky_operator.api.spec import RunnerSpec
 from rocky_operator.api.status import RockyRunStatus
 from rocky_operator.kube.runtime import Runtime
+from rocky_operator.kube.settings import ControllerSettings
 from rocky_operator.logic.decide import Attempt, AttemptState, TableState, decide
 from rocky_operator.logic.decide_incremental import IncrementalDecider
 from rocky_operator.logic.policy import RunPolicy
@@ -149,19 +150,24 @@ async def _first_life_until_two_copied(
 
 
 async def test_policy_tightened_between_restarts_halts_the_run_without_new_pods(
-    api_server: str, cluster: Cluster, kubelet: FakeKubelet, warehouse: Path
+    api_server: str,
+    cluster: Cluster,
+    kubelet: FakeKubelet,
+    warehouse: Path,
+    default_settings: ControllerSettings,
+    wide_settings: ControllerSettings,
 ) -> None:
     for table in HUNG:
         kubelet.plant(table, [HANG])
     spec = run_spec(warehouse, concurrency=2, runner={"image": FOREIGN})
-    await _first_life_until_two_copied(api_server, cluster, spec, "tightened", WIDE)
+    await _first_life_until_two_copied(api_server, cluster, spec, "tightened", wide_settings)
     # While the operator is down the author makes the live spec acceptable: it does not
     # count, the run uses its frozen spec (the foreign image).
     await edit_spec(cluster, "tightened", {"runner": {"image": None}})
     created: list[dict[str, Any]] = []
     # The admin tightened the policy: the next operator life has the default one.
     async with operator_life(
-        api_server, cluster.namespace, settings=SETTINGS, prepare=_record_pods(created)
+        api_server, cluster.namespace, settings=default_settings, prepare=_record_pods(created)
     ):
         run = await cluster.wait_finished("tightened", deadline_seconds=60)
         left = await cluster.wait_pods_gone("tightened")
@@ -186,13 +192,17 @@ async def test_policy_tightened_between_restarts_halts_the_run_without_new_pods(
 
 
 async def test_spec_edited_out_of_policy_between_restarts_keeps_the_frozen_runner(
-    api_server: str, cluster: Cluster, kubelet: FakeKubelet, warehouse: Path
+    api_server: str,
+    cluster: Cluster,
+    kubelet: FakeKubelet,
+    warehouse: Path,
+    default_settings: ControllerSettings,
 ) -> None:
-    default_image = SETTINGS.runner_defaults.image
+    default_image = default_settings.runner_defaults.image
     for table in HUNG:
         kubelet.plant(table, [HANG])
     spec = run_spec(warehouse, concurrency=2, runner={"image": default_image})
-    await _first_life_until_two_copied(api_server, cluster, spec, "edited", SETTINGS)
+    await _first_life_until_two_copied(api_server, cluster, spec, "edited", default_settings)
     # The author edits the live spec to a foreign image and command while the operator is
     # down; the policy (default) would refuse it, but the run never uses it.
     await edit_spec(
@@ -203,7 +213,7 @@ async def test_spec_edited_out_of_policy_between_restarts_keeps_the_frozen_runne
         kubelet.handled.discard(pod["metadata"]["name"])
     created: list[dict[str, Any]] = []
     async with operator_life(
-        api_server, cluster.namespace, settings=SETTINGS, prepare=_record_pods(created)
+        api_server, cluster.namespace, settings=default_settings, prepare=_record_pods(created)
     ):
         run = await cluster.wait_finished("edited", deadline_seconds=60)
     status = run["status"]
