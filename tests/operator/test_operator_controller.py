@@ -271,6 +271,42 @@ async def test_resume_skips_copied_and_filters_kinds(
     ]
 
 
+async def test_resume_of_a_resumed_run_runs_only_what_still_fails(
+    api_server: str, cluster: Cluster, kubelet: FakeKubelet, warehouse: Path
+) -> None:
+    """Issue 10 case 12 on the cluster: a resumed run's output carries the chain's copies and
+    the failures it did not retry, so resuming from it runs only what still fails."""
+    kubelet.plant("t02", [failed(T.TRANSIENT, "lock timeout")])
+    kubelet.plant("t03", [failed(T.AUTH_FAILED)])
+    no_retry = {"transient": {"maxRetries": 0}}
+    async with operator_life(api_server, cluster.namespace):
+        await cluster.create_run("chain-1", run_spec(warehouse, retry=no_retry))
+        await cluster.wait_finished("chain-1")
+        kubelet.planted.clear()  # everything copies now
+        await cluster.create_run(
+            "chain-2", run_spec(warehouse, resumeFrom="chain-1", resumeKinds=["transient"])
+        )
+        second = await cluster.wait_finished("chain-2")
+        await cluster.create_run("chain-3", run_spec(warehouse, resumeFrom="chain-2"))
+        third = await cluster.wait_finished("chain-3")
+    out2 = second["status"]["runOutput"]
+    _check_run_output(out2)
+    assert [m["asset_key"][-1] for m in out2["materializations"]] == ["t02"]
+    assert len(out2["carried_copied"]) == 10
+    assert [(e["asset_key"][-1], e["failure_kind"]) for e in out2["carried_failed"]] == [
+        ("t03", "auth-failed")
+    ]
+    out3 = third["status"]["runOutput"]
+    _check_run_output(out3)
+    assert third["status"]["tables"]["planned"] == 1  # before: 11 (all but t02 again)
+    assert [m["asset_key"][-1] for m in out3["materializations"]] == ["t03"]
+    assert len(out3["carried_copied"]) == 11
+    assert "carried_failed" not in out3
+    full = await fetch_output(configuration_for(api_server), cluster.namespace, "chain-3")
+    assert full is not None
+    assert full["carried_copied"] == out3["carried_copied"]
+
+
 # (case, spec overrides, condition reason, a name the message says, runOutput failure_kind)
 BAD_SPECS: list[tuple[str, dict[str, Any], str, str, str]] = [
     (

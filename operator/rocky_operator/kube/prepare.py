@@ -23,6 +23,7 @@ from rocky_operator.kube.discovery import DiscoveryPodError, discover_in_pod
 from rocky_operator.kube.store import RunStore
 from rocky_operator.logic import records
 from rocky_operator.logic.policy import RunPolicy
+from rocky_operator.logic.resume_chain import CARRIED_KEYS, carried_fields, read_chain
 from rocky_operator.logic.run_output import build_failed_run_output
 from rocky_operator.logic.runner_policy import (
     REASON_POLICY_VIOLATION,
@@ -34,7 +35,7 @@ from rocky_operator.logic.status import (
     build_rejected_status,
     status_document,
 )
-from rocky_operator.logic.tables import PlannedTable, plan_tables, table_key
+from rocky_operator.logic.tables import PlannedTable, plan_tables
 from rocky_runner.contract import FailureKind
 
 if TYPE_CHECKING:
@@ -62,6 +63,10 @@ def discover_with_runner(spec: RockyRunSpec, credentials: Mapping[str, str]) -> 
         credentials=Credentials(values=dict(credentials)),
     )
     return found
+
+
+#: Role of the ConfigMaps holding a resumed run's chain (:func:`save_carried`).
+CHAIN_ROLE = "chain"
 
 
 class RejectedError(Exception):
@@ -277,21 +282,40 @@ async def narrow_for_resume(
             f"namespace {worker.namespace!r} (it does not exist or has not finished)",
             "not-found",
         )
-    copied = {table_key(m["asset_key"]) for m in doc.get("materializations") or []}
-    failed_kind = {
-        table_key(e["asset_key"]): str(e.get("failure_kind"))
-        for e in doc.get("errors") or []
-        if e.get("asset_key")
-    }
+    try:
+        chain = read_chain(doc)  # its own tables and what it carried (a resumed run)
+    except ValueError as exc:
+        raise RejectedError(
+            "ResumeSourceInvalid", f"resumeFrom: the output of {spec.resume_from!r}: {exc}"
+        ) from exc
     kinds = set(spec.resume_kinds or [])
     keep: list[PlannedTable] = []
     skipped: list[str] = []
     for table in tables:
-        if table.key in copied or (kinds and failed_kind.get(table.key) not in kinds):
+        failure = chain.failed.get(table.asset_key)
+        if table.asset_key in chain.copied or (
+            kinds and (failure is None or failure.kind.value not in kinds)
+        ):
             skipped.append("/".join(table.asset_key))
         else:
             keep.append(table)
+    # Stored before the plan (a restart in between plans again and rewrites it).
+    await save_carried(worker.store, carried_fields(chain, (t.asset_key for t in keep)))
     return keep, skipped
+
+
+async def save_carried(store: RunStore | None, fields: dict[str, Any]) -> None:
+    """What a resumed run carries of its chain (``carried_copied`` / ``carried_failed``),
+    kept with the run (ConfigMaps ``<run>-chain-N``) until its RunOutput is built."""
+    if store is not None:
+        await store.write_blob(CHAIN_ROLE, records.compress(fields))
+
+
+async def load_carried(store: RunStore) -> dict[str, Any]:
+    """The fields :func:`save_carried` stored; empty when there are none."""
+    data = await store.read_blob(CHAIN_ROLE)
+    doc = records.decompress(data) if data is not None else {}
+    return {k: v for k, v in doc.items() if k in CARRIED_KEYS} if isinstance(doc, dict) else {}
 
 
 async def reject(worker: RunWorker, rejected: RejectedError, now: datetime) -> None:

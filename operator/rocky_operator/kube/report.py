@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rocky_operator.api.status import OutputRef, RockyRunStatus
+from rocky_operator.kube.prepare import load_carried
 from rocky_operator.logic.decide import Attempt, AttemptState, Decision, TableState
 from rocky_operator.logic.run_output import build_run_output, run_status
 from rocky_operator.logic.runner_policy import note_policy_halt
@@ -159,6 +160,8 @@ async def finish(worker: RunWorker, decision: Decision, now: datetime) -> None:
         concurrency=worker.spec.concurrency,
         interrupted=False,
     )
+    if worker.spec.resume_from:  # what the runs before it copied and still fail
+        full.update(await load_carried(worker.store))
     names, size, digest = await worker.store.save_output(full)
     status = current_status(
         worker,

@@ -102,6 +102,8 @@ def execute(
             failure_kind=kind,
             resumed_from=previous.source if previous else None,
         )
+        if previous is not None:  # nothing ran: the chain is carried on whole
+            doc.update(previous.carried())
         _print_output(doc, stdout)
         reporter.line(f"rocky-operator: {message} [{kind}]", "bold red")
         reporter.summary(doc)
@@ -116,6 +118,7 @@ def execute(
             + (f" (failed with {kinds})" if kinds else "")
         )
         planned = chosen
+        previous = replace(previous, run_now=frozenset(t.asset_key for t in chosen))
 
     work_dir = options.logs_dir or Path(tempfile.mkdtemp(prefix=f"rocky-local-{manifest.name}-"))
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -141,6 +144,8 @@ def execute(
         concurrency=spec.concurrency,
         interrupted=loop.cancelled,
     )
+    if previous is not None:  # what the runs before this one copied and still fail
+        doc.update(previous.carried())
     _print_output(doc, stdout)
     if journal is not None:
         journal.finish(str(doc["status"]))
@@ -167,7 +172,7 @@ def _open_journal(
             run_name=manifest.name,
             started_at=started,
             resumed_from=previous.source if previous else None,
-            carried_copied=previous.copied if previous else (),
+            carried=previous.carried() if previous else None,
         )
     except OSError as exc:
         reporter.line(f"rocky-operator: no journal (cannot write {path}: {exc.strerror or exc})")

@@ -12,8 +12,10 @@ classified failure.
 
 Format (JSON Lines): the first line is the header
 ``{"rocky_operator_journal": 1, "run": NAME, "started_at": ..., "resumed_from": ...,
-"carried_copied": [[asset key], ...]}`` (``carried_copied``: what the run it resumed
-from had already copied, so a resume of a resumed run skips those too); then one line
+"carried_copied": [[asset key], ...], "carried_failed": [{asset_key, error,
+failure_kind}, ...]}`` (what the chain of runs it resumed from had already copied, and
+the failures it does not retry: :mod:`rocky_operator.logic.resume_chain`, so a resume
+of a resumed run skips those too and keeps the failures); then one line
 per table, ``{"asset_key": [...], "outcome": "copied" | "failed" | "not-attempted",
 "failure_kind": ..., "error": ..., "attempts": N, "rows_copied": N}``; the last line of
 a run that ended is ``{"finished": true, "status": ...}``. A table copied after the
@@ -31,6 +33,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from rocky_operator.logic.resume_chain import (
+    CARRIED_COPIED,
+    CARRIED_FAILED,
+    Chain,
+    Failure,
+    read_chain,
+)
 from rocky_runner.contract import FailureKind
 
 AssetKey = tuple[str, ...]
@@ -61,7 +70,7 @@ class Journal:
         run_name: str,
         started_at: datetime,
         resumed_from: str | None,
-        carried_copied: Iterable[AssetKey] = (),
+        carried: Mapping[str, Any] | None = None,
     ) -> Journal:
         """Start a journal at ``path`` (replacing an older one), header written."""
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +81,8 @@ class Journal:
                 "run": run_name,
                 "started_at": started_at.isoformat(),
                 "resumed_from": resumed_from,
-                "carried_copied": sorted(list(k) for k in carried_copied),
+                CARRIED_COPIED: list((carried or {}).get(CARRIED_COPIED) or []),
+                CARRIED_FAILED: list((carried or {}).get(CARRIED_FAILED) or []),
             }
         )
         return journal
@@ -119,16 +129,17 @@ def is_journal(text: str) -> bool:
     return isinstance(header, dict) and MARKER in header
 
 
-def read_journal(text: str) -> tuple[frozenset[AssetKey], dict[AssetKey, FailureKind]]:
-    """The tables a journal records as copied (its own and those it carried over) and
-    the failed ones with their kinds. A torn last line (the executor killed while
-    writing it) is ignored; any other bad line is a ValueError naming it."""
+def read_journal(text: str) -> Chain:
+    """What a journal says about each table: copied or failed in its run, or carried
+    over from the runs before it. A torn last line (the executor killed while writing
+    it) is ignored; any other bad line is a ValueError naming it."""
     lines = text.splitlines()
     header = json.loads(lines[0])
     if header.get(MARKER) != VERSION:
         raise ValueError(f"journal format {header.get(MARKER)!r} is not {VERSION}")
-    copied = {_key(k, "carried_copied") for k in header.get("carried_copied") or []}
-    failed: dict[AssetKey, FailureKind] = {}
+    carried = read_chain({k: header.get(k) for k in (CARRIED_COPIED, CARRIED_FAILED)})
+    copied = set(carried.copied)
+    failed: dict[AssetKey, Failure] = dict(carried.failed)
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
@@ -146,10 +157,11 @@ def read_journal(text: str) -> tuple[frozenset[AssetKey], dict[AssetKey, Failure
             failed.pop(key, None)
         elif record.get("outcome") == "failed":
             try:
-                failed[key] = FailureKind(record.get("failure_kind", "unknown"))
+                kind = FailureKind(record.get("failure_kind", "unknown"))
             except ValueError:
-                failed[key] = FailureKind.UNKNOWN
-    return frozenset(copied), failed
+                kind = FailureKind.UNKNOWN
+            failed[key] = Failure(kind, str(record.get("error") or f"failed ({kind})"))
+    return Chain(frozenset(copied), failed)
 
 
 def _key(value: Any, where: str) -> AssetKey:

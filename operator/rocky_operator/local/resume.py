@@ -1,20 +1,24 @@
 """``--resume-from PREVIOUS.json``: run again only the tables that did not copy.
 
 The previous run is known only by its RunOutput JSON (what ``rocky-operator local``
-printed, or ``status.runOutput`` of a RockyRun). A table it copied is skipped; a
-table it failed, left out (``contained``) or never planned is run again. With
-``--resume-kinds`` only the tables that failed with one of those kinds run.
+printed, or ``status.runOutput`` of a RockyRun) or its journal. A table it copied is
+skipped; a table it failed, left out (``contained``) or never planned is run again.
+With ``--resume-kinds`` only the tables that failed with one of those kinds run. A
+resumed output carries what the runs before it copied and failed
+(:mod:`rocky_operator.logic.resume_chain`), so a resume of a resume runs only what is
+still failing.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rocky_operator.local.manifest import ManifestError
+from rocky_operator.logic.resume_chain import Chain, carried_fields, read_chain
 from rocky_operator.logic.tables import PlannedTable
 from rocky_runner.contract import FailureKind
 
@@ -29,6 +33,19 @@ class PreviousRun:
     """Where it came from (the file name), for ``resumed_from``."""
     copied: frozenset[AssetKey]
     failed: dict[AssetKey, FailureKind]
+    chain: Chain = field(default_factory=Chain)
+    """Everything the chain up to that run knows (errors included)."""
+    run_now: frozenset[AssetKey] = frozenset()
+    """The tables this run runs again (set once they are chosen)."""
+
+    @classmethod
+    def of(cls, source: str, chain: Chain) -> PreviousRun:
+        failed = {k: f.kind for k, f in chain.failed.items()}
+        return cls(source=source, copied=chain.copied, failed=failed, chain=chain)
+
+    def carried(self) -> dict[str, Any]:
+        """The ``carried_copied`` / ``carried_failed`` fields of this run's RunOutput."""
+        return carried_fields(self.chain, self.run_now)
 
 
 def parse_kinds(text: str | Iterable[str]) -> frozenset[FailureKind]:
@@ -47,37 +64,13 @@ def parse_kinds(text: str | Iterable[str]) -> frozenset[FailureKind]:
     return frozenset(kinds)
 
 
-def _asset_key(value: Any, where: str) -> AssetKey:
-    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
-        raise ValueError(f"{where}.asset_key is not a list of strings")
-    return tuple(value)
-
-
 def parse_previous(doc: Any, source: str) -> PreviousRun:
-    """Read the tables' outcomes out of a RunOutput document."""
+    """Read the tables' outcomes out of a RunOutput document (and what it carried)."""
     if not isinstance(doc, dict) or doc.get("command") != "run":
         raise ValueError("not a RunOutput of a run (expected an object with command 'run')")
-    materializations = doc.get("materializations")
-    errors = doc.get("errors", [])
-    if not isinstance(materializations, list) or not isinstance(errors, list):
+    if not isinstance(doc.get("materializations"), list):
         raise ValueError("materializations and errors must be lists")
-    copied = frozenset(
-        _asset_key(m.get("asset_key") if isinstance(m, dict) else None, f"materializations[{i}]")
-        for i, m in enumerate(materializations)
-    )
-    failed: dict[AssetKey, FailureKind] = {}
-    for i, error in enumerate(errors):
-        key = _asset_key(
-            error.get("asset_key") if isinstance(error, dict) else None, f"errors[{i}]"
-        )
-        if not key:
-            continue  # a run-level error (discovery failed): no table to resume
-        raw = error.get("failure_kind", "unknown")
-        try:
-            failed[key] = FailureKind(raw)
-        except ValueError:
-            failed[key] = FailureKind.UNKNOWN
-    return PreviousRun(source=source, copied=copied, failed=failed)
+    return PreviousRun.of(source, read_chain(doc))
 
 
 def load_previous(path: str | Path) -> PreviousRun:
@@ -90,10 +83,10 @@ def load_previous(path: str | Path) -> PreviousRun:
         text = file.read_text(encoding="utf-8")
         if is_journal(text):
             try:
-                copied, failed = read_journal(text)
+                chain = read_journal(text)
             except ValueError as exc:
                 raise ManifestError(f"--resume-from {file}: bad journal: {exc}") from None
-            return PreviousRun(source=str(file), copied=copied, failed=failed)
+            return PreviousRun.of(str(file), chain)
         doc = json.loads(text)
     except OSError as exc:
         raise ManifestError(f"--resume-from {file}: cannot read: {exc.strerror or exc}") from None

@@ -29,6 +29,7 @@ from rocky_operator.api.status import (
     TableCounts,
 )
 from rocky_operator.logic.decide import Attempt, Decision, TableState
+from rocky_operator.logic.resume_chain import CARRIED_KEYS
 from rocky_operator.logic.run_output import exit_code, run_status
 from rocky_runner.contract import FailureKind
 
@@ -143,6 +144,10 @@ def bound_run_output(full: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     """
     doc = copy.deepcopy(dict(full))
     truncated = False
+    for key in CARRIED_KEYS:  # a resumed run's chain (logic/resume_chain.py)
+        carried = doc.get(key)
+        if isinstance(carried, list) and len(carried) > MAX_STATUS_MATERIALIZATIONS:
+            doc[key], truncated = carried[:MAX_STATUS_MATERIALIZATIONS], True
     errors = list(doc.get("errors") or [])
     if len(errors) > MAX_STATUS_ERRORS:
         errors, truncated = errors[:MAX_STATUS_ERRORS], True
