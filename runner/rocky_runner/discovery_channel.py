@@ -8,6 +8,9 @@ that other log lines cannot be mistaken for. The termination message carries the
 summary (count, bytes, SHA-256), so the operator knows the log it read is complete.
 100,000 tables of typical names compress to well under a megabyte of log.
 
+The answer also carries the relations discovery left out (views, listed names a schema
+lacks), so the run's ``excluded_tables`` is the same as a local run's.
+
 Shared by the runner (encode) and the operator (decode); imports no adapter.
 """
 
@@ -45,6 +48,7 @@ class DiscoveryTask(BaseModel):
     components: list[str] = Field(default_factory=list)
     catalog: str | None = None
     tables: list[str] | None = None
+    include_views: bool = False
 
 
 class _TableLike(Protocol):
@@ -68,14 +72,44 @@ class ListedTable:
     components: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ListedExclusion:
+    """One relation discovery left out, as the operator receives it (like ExcludedTable)."""
+
+    catalog: str | None
+    schema: str
+    table: str
+    components: dict[str, str]
+    reason: str
+
+
+class _ExcludedLike(_TableLike, Protocol):
+    @property
+    def reason(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The decoded answer of a discovery pod."""
+
+    tables: list[ListedTable]
+    excluded: list[ListedExclusion] = field(default_factory=list)
+
+
 class ChannelError(Exception):
     """The log does not hold the complete list the summary announces."""
 
 
-def encode_tables(tables: Iterable[_TableLike]) -> tuple[list[str], dict[str, Any]]:
-    """(log lines, termination summary) for a discovered table list."""
+def encode_tables(
+    tables: Iterable[_TableLike], excluded: Iterable[_ExcludedLike] = ()
+) -> tuple[list[str], dict[str, Any]]:
+    """(log lines, termination summary) for a discovered table list and the relations
+    left out. The payload is ``{"tables": rows, "excluded": rows}``; a bare list of
+    table rows (a runner before exclusions were reported) still decodes."""
     rows = [[t.catalog, t.schema, t.table, dict(t.components)] for t in tables]
-    raw = json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    left_out = [[t.catalog, t.schema, t.table, dict(t.components), t.reason] for t in excluded]
+    payload = {"tables": rows, "excluded": left_out}
+    raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     packed = gzip.compress(raw, mtime=0)
     text = base64.b64encode(packed).decode("ascii")
     chunks = [text[i : i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS)] or [""]
@@ -83,6 +117,7 @@ def encode_tables(tables: Iterable[_TableLike]) -> tuple[list[str], dict[str, An
     summary = {
         "outcome": "discovered",
         "tables": len(rows),
+        "excluded": len(left_out),
         "chunks": len(chunks),
         "bytes": len(packed),
         "sha256": hashlib.sha256(packed).hexdigest(),
@@ -111,6 +146,11 @@ def parse_summary(message: str | None) -> dict[str, Any] | None:
 
 def decode_tables(log: str, summary: Mapping[str, Any]) -> list[ListedTable]:
     """The table list from the pod log, checked against the summary."""
+    return decode_listing(log, summary).tables
+
+
+def decode_listing(log: str, summary: Mapping[str, Any]) -> Listing:
+    """Tables and exclusions from the pod log, checked against the summary."""
     chunks: dict[int, str] = {}
     for line in log.splitlines():
         parts = line.strip().split(" ")
@@ -130,10 +170,15 @@ def decode_tables(log: str, summary: Mapping[str, Any]) -> list[ListedTable]:
     if hashlib.sha256(packed).hexdigest() != summary.get("sha256"):
         raise ChannelError("the discovery log does not match its summary (sha256)")
     try:
-        rows: Sequence[Any] = json.loads(gzip.decompress(packed))
+        payload: Any = json.loads(gzip.decompress(packed))
     except (OSError, EOFError, zlib.error, ValueError) as exc:
         raise ChannelError(f"the discovery log is garbled: {exc}") from None
+    rows: Sequence[Any] = payload.get("tables", []) if isinstance(payload, dict) else payload
+    left_out: Sequence[Any] = payload.get("excluded", []) if isinstance(payload, dict) else []
     tables = [ListedTable(r[0], r[1], r[2], dict(r[3])) for r in rows]
     if len(tables) != summary.get("tables"):
         raise ChannelError("the discovery log's table count does not match its summary")
-    return tables
+    excluded = [ListedExclusion(r[0], r[1], r[2], dict(r[3]), str(r[4])) for r in left_out]
+    if len(excluded) != summary.get("excluded", 0):
+        raise ChannelError("the discovery log's exclusion count does not match its summary")
+    return Listing(tables, excluded)

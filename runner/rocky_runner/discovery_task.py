@@ -66,18 +66,19 @@ def _run_discovery(
     # Imported here: the adapter layer loads only once the task is known.
     from rocky_runner.adapters.base import Credentials
     from rocky_runner.classify import classify_exception
-    from rocky_runner.discovery import discover_tables
+    from rocky_runner.discovery import discover
 
     try:
         credentials = Credentials.from_env(environ)
         redact = redactor[0] = redact.extended(credentials.secret_values())
-        found = discover_tables(
+        found = discover(
             task.adapter,
             prefix=task.prefix,
             separator=task.separator,
             components=task.components,
             catalog=task.catalog,
             tables=task.tables,
+            include_views=task.include_views,
             credentials=credentials,
         )
     except Exception as exc:  # the entry point's one catch: classify, redact, report
@@ -92,11 +93,14 @@ def _run_discovery(
             result_path, failure_summary(kind.value, redact(f"{type(exc).__name__}: {exc}"))
         )
         return exit_code_for(kind)
-    lines, summary = encode_tables(found)
+    lines, summary = encode_tables(found.tables, found.excluded)
     for line in lines:
         out.write(line + "\n")
     out.flush()
-    err.write(f"discovered {summary['tables']} tables ({summary['bytes']} bytes packed)\n")
+    err.write(
+        f"discovered {summary['tables']} tables, {summary['excluded']} excluded "
+        f"({summary['bytes']} bytes packed)\n"
+    )
     err.flush()
     _write_summary(result_path, summary)
     return 0

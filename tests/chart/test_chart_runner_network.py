@@ -33,7 +33,7 @@ def _container(manifests: list[dict[str, Any]]) -> dict[str, Any]:
 def test_operator_has_requests_and_a_memory_limit_by_default(render: Render) -> None:
     resources = _container(render())["resources"]
     assert resources == {
-        "requests": {"cpu": "100m", "memory": "192Mi"},
+        "requests": {"cpu": "100m", "memory": "256Mi"},
         "limits": {"memory": "512Mi"},  # no CPU limit: throttling only delays reactions
     }
 

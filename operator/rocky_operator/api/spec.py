@@ -189,7 +189,14 @@ class SourceSpec(_Model):
     catalog: str | None = None
     """Catalog (database) that holds the source schemas; default: the adapter's."""
     tables: list[Annotated[str, Field(min_length=1)]] | None = None
-    """Copy only these tables (in every matching schema); unset: discover all tables."""
+    """Copy only these tables (in every matching schema); unset: discover all tables. A
+    listed name a matching schema does not have (or has as a view while ``includeViews``
+    is false) is reported in the RunOutput's ``excluded_tables`` with its reason."""
+    include_views: bool = False
+    """Replicate views (and materialized views) like tables. Default false, as Rocky:
+    views are skipped by discovery and listed in ``excluded_tables`` (reason ``view``).
+    When true, a broken view fails its table with the kind the warehouse's error has
+    (``not-found``, ``query-rejected``)."""
 
 
 class TargetSpec(_Model):

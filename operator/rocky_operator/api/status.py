@@ -84,6 +84,9 @@ class TableCounts(_Model):
     """Tables never started (fail-fast, or the run ended early)."""
     resumed: Annotated[int, Field(ge=0)] = 0
     """Tables skipped because the run named in ``spec.resumeFrom`` took care of them."""
+    excluded: Annotated[int, Field(ge=0)] = 0
+    """Requested tables not copied because the source lacks them (a name in
+    ``source.tables``) or they are views; listed in ``runOutput.excluded_tables``."""
     attempts: Annotated[int, Field(ge=0)] = 0
     """Runner pods started so far (first attempts and retries)."""
 

@@ -25,7 +25,7 @@ from rocky_operator.logic.discovery_pod import (
 )
 from rocky_operator.logic.pods import CONTAINER_NAME
 from rocky_runner.contract import FailureKind
-from rocky_runner.discovery_channel import ChannelError, ListedTable, decode_tables
+from rocky_runner.discovery_channel import ChannelError, Listing, decode_listing
 
 if TYPE_CHECKING:
     from rocky_operator.kube.worker import RunWorker
@@ -49,8 +49,8 @@ class DiscoveryPodError(Exception):
         self.kind = kind
 
 
-async def discover_in_pod(worker: RunWorker, spec: RockyRunSpec) -> list[ListedTable]:
-    """The run's tables, listed by its discovery pod."""
+async def discover_in_pod(worker: RunWorker, spec: RockyRunSpec) -> Listing:
+    """The run's tables and exclusions, listed by its discovery pod."""
     client, namespace, settings = worker.client, worker.namespace, worker.settings
     timeout = settings.discovery_timeout_seconds
     pod = build_discovery_pod(
@@ -76,9 +76,7 @@ async def discover_in_pod(worker: RunWorker, spec: RockyRunSpec) -> list[ListedT
     return tables
 
 
-async def _wait_for_answer(
-    worker: RunWorker, pod: dict[str, Any], deadline: float
-) -> list[ListedTable]:
+async def _wait_for_answer(worker: RunWorker, pod: dict[str, Any], deadline: float) -> Listing:
     client, namespace, settings = worker.client, worker.namespace, worker.settings
     name = pod["metadata"]["name"]
     labels = pod["metadata"]["labels"]
@@ -98,7 +96,7 @@ async def _wait_for_answer(
             if state.done and state.summary is not None and state.failure_kind is None:
                 text = await client.read_pod_log(namespace, name, CONTAINER_NAME)
                 try:
-                    return decode_tables(text, state.summary)
+                    return decode_listing(text, state.summary)
                 except ChannelError as exc:
                     raise DiscoveryPodError(
                         "DiscoveryFailed", f"table discovery failed: {exc}", FailureKind.UNKNOWN

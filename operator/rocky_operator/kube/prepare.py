@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,12 @@ from rocky_operator.logic.status import (
     build_rejected_status,
     status_document,
 )
-from rocky_operator.logic.tables import PlannedTable, plan_tables
+from rocky_operator.logic.tables import (
+    Exclusion,
+    PlannedTable,
+    plan_exclusions,
+    plan_tables,
+)
 from rocky_runner.contract import FailureKind
 
 if TYPE_CHECKING:
@@ -44,22 +49,24 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def discover_with_runner(spec: RockyRunSpec, credentials: Mapping[str, str]) -> Sequence[Any]:
+def discover_with_runner(spec: RockyRunSpec, credentials: Mapping[str, str]) -> Any:
     """Discovery through the runner's public API (``rocky_runner.discovery``), run by the
-    operator itself: it needs network access to the warehouse (or the DuckDB file)."""
+    operator itself: it needs network access to the warehouse (or the DuckDB file).
+    Returns a ``Discovery`` (tables and exclusions)."""
     # Credentials is re-exported by rocky_runner.discovery (the operator imports only
     # the runner's contract and discovery modules; see .importlinter).
     from rocky_operator.logic.tables import adapter_settings
-    from rocky_runner.discovery import Credentials, discover_tables
+    from rocky_runner.discovery import Credentials, discover
 
     pattern = spec.source.schema_pattern
-    found: Sequence[Any] = discover_tables(
+    found = discover(
         adapter_settings(spec),
         prefix=pattern.prefix,
         separator=pattern.separator,
         components=list(pattern.components),
         catalog=spec.source.catalog,
         tables=spec.source.tables,
+        include_views=spec.source.include_views,
         credentials=Credentials(values=dict(credentials)),
     )
     return found
@@ -152,17 +159,22 @@ async def prepare(worker: RunWorker) -> bool:
                 worker.namespace, worker.name, status_document(pending)
             )
             worker.status = pending
-            tables, resumed = await make_plan(worker, worker.spec)
+            tables, resumed, excluded = await make_plan(worker, worker.spec)
             await worker.store.save_plan(
-                tables, resumed, spec=raw_spec, generation=worker.spec_generation
+                tables,
+                resumed,
+                spec=raw_spec,
+                generation=worker.spec_generation,
+                excluded=excluded,
             )
         except RejectedError as rejected:
             await reject(worker, rejected, now)
             worker.spec = None
             return False
-        worker.tables, worker.resumed = tables, resumed
+        worker.tables, worker.resumed, worker.excluded = tables, resumed, excluded
     else:
         worker.tables, worker.resumed = plan.tables, plan.resumed
+        worker.excluded = list(plan.excluded)
     worker.policy = RunPolicy.from_spec(worker.spec)
     worker.journal = records.latest_attempts(await worker.store.load_journal())
     worker.created = set(worker.store.created)
@@ -225,23 +237,31 @@ async def check_secrets(worker: RunWorker, spec: RockyRunSpec) -> None:
             )
 
 
-async def make_plan(worker: RunWorker, spec: RockyRunSpec) -> tuple[list[PlannedTable], list[str]]:
-    """Discover, filter and resume-narrow the tables; done once per run."""
+async def make_plan(
+    worker: RunWorker, spec: RockyRunSpec
+) -> tuple[list[PlannedTable], list[str], list[Exclusion]]:
+    """Discover, filter and resume-narrow the tables, and what was excluded; once per run."""
     if worker.settings.discovery_in_pod:
         try:
-            found: Sequence[Any] = await discover_in_pod(worker, spec)
+            listing = await discover_in_pod(worker, spec)
         except DiscoveryPodError as exc:
             raise RejectedError(exc.reason, exc.message, exc.kind.value) from exc
+        found, left_out = listing.tables, listing.excluded
     else:
-        found = await discover_in_process(worker, spec)
+        answer = await discover_in_process(worker, spec)
+        # A Discovery (tables and exclusions), or a bare table list from an injected
+        # discoverer.
+        found = getattr(answer, "tables", answer)
+        left_out = getattr(answer, "excluded", [])
     tables = plan_tables(spec, found)
+    excluded = plan_exclusions(spec, left_out, tables)
     resumed: list[str] = []
     if spec.resume_from:
         tables, resumed = await narrow_for_resume(worker, spec, tables)
-    return tables, resumed
+    return tables, resumed, excluded
 
 
-async def discover_in_process(worker: RunWorker, spec: RockyRunSpec) -> Sequence[Any]:
+async def discover_in_process(worker: RunWorker, spec: RockyRunSpec) -> Any:
     """Discovery with the injected ``discover`` in this process, which then needs the
     credentials (Secret reads): only with ``discovery_in_pod=False``."""
     credentials: dict[str, str] = {}

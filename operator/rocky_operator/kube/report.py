@@ -21,7 +21,8 @@ from rocky_operator.logic.decide import Attempt, AttemptState, Decision, TableSt
 from rocky_operator.logic.run_output import build_run_output, run_status
 from rocky_operator.logic.runner_policy import note_policy_halt
 from rocky_operator.logic.spec_change import note_spec_change
-from rocky_operator.logic.status import build_status, status_document
+from rocky_operator.logic.status import REASON_NO_TABLES, build_status, status_document
+from rocky_operator.logic.tables import REASON_MISSING, no_tables_message
 
 if TYPE_CHECKING:
     from rocky_operator.kube.worker import RunWorker
@@ -97,6 +98,24 @@ async def announce_failures(worker: RunWorker, new: Any, decision: Decision) -> 
         )
 
 
+async def announce_exclusions(worker: RunWorker) -> None:
+    """One Warning event for listed tables the source does not have (``source.tables``
+    names that vanish otherwise); views excluded by default are in the output only."""
+    missing = ["/".join(e.asset_key) for e in worker.excluded if e.reason == REASON_MISSING]
+    if not missing:
+        return
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    await worker.client.post_event(
+        namespace=worker.namespace,
+        run_name=worker.name,
+        run_uid=worker.uid,
+        event_type="Warning",
+        reason="TablesExcluded",
+        message=f"{len(missing)} listed table(s) not found in the source: {shown} "
+        "(runOutput.excluded_tables)",
+    )
+
+
 def current_status(
     worker: RunWorker,
     decision: Decision,
@@ -108,6 +127,7 @@ def current_status(
     """The run's status after ``decision``, with a later spec edit noted; the RunOutput and
     its ConfigMaps are given when the run ends."""
     assert worker.start_time is not None
+    assert worker.spec is not None
     status = build_status(
         decision=decision,
         attempts=list(worker.journal.values()),
@@ -118,6 +138,13 @@ def current_status(
         now=now,
         run_output=run_output,
         output=output,
+        excluded=len(worker.excluded),
+        no_tables=no_tables_message(
+            worker.spec,
+            planned=len(worker.tables),
+            resumed=len(worker.resumed),
+            excluded=worker.excluded,
+        ),
     )
     status = note_spec_change(
         status, generation=worker.generation, frozen_generation=worker.spec_generation, now=now
@@ -159,6 +186,7 @@ async def finish(worker: RunWorker, decision: Decision, now: datetime) -> None:
         resumed_from=worker.spec.resume_from,
         concurrency=worker.spec.concurrency,
         interrupted=False,
+        excluded=worker.excluded,
     )
     if worker.spec.resume_from:  # what the runs before it copied and still fail
         full.update(await load_carried(worker.store))
@@ -181,12 +209,16 @@ async def finish(worker: RunWorker, decision: Decision, now: datetime) -> None:
     metrics.run_duration.observe(max((now - worker.start_time).total_seconds(), 0.0))
     kinds = Counter(status.failures)
     detail = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    await announce_exclusions(worker)
+    empty = not worker.tables and not worker.resumed
     await worker.client.post_event(
         namespace=worker.namespace,
         run_name=worker.name,
         run_uid=worker.uid,
-        event_type="Normal" if outcome == "success" else "Warning",
-        reason={
+        event_type="Normal" if outcome == "success" and not empty else "Warning",
+        reason=REASON_NO_TABLES
+        if empty
+        else {
             "success": "RunSucceeded",
             "partial_failure": "RunPartiallyFailed",
             "failure": "RunFailed",

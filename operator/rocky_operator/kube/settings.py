@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,8 +10,9 @@ from rocky_operator.api.spec import RockyRunSpec
 from rocky_operator.logic.pod_manifest import RunnerDefaults
 from rocky_operator.logic.runner_policy import RunnerPolicy
 
-#: Discovery: (spec, credentials by env name) -> discovered tables (DiscoveredTable-like).
-Discover = Callable[[RockyRunSpec, Mapping[str, str]], Sequence[Any]]
+#: Discovery: (spec, credentials by env name) -> a ``rocky_runner.discovery.Discovery``
+#: (tables and exclusions), or a bare list of discovered tables (DiscoveredTable-like).
+Discover = Callable[[RockyRunSpec, Mapping[str, str]], Any]
 
 
 @dataclass(frozen=True)

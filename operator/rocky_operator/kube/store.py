@@ -20,7 +20,7 @@ from rocky_operator.logic import records
 from rocky_operator.logic.decide import Attempt
 from rocky_operator.logic.pod_manifest import owner_reference
 from rocky_operator.logic.pods import LABEL_ROLE, LABEL_RUN
-from rocky_operator.logic.tables import PlannedTable
+from rocky_operator.logic.tables import Exclusion, PlannedTable
 
 ANNOTATION_PARTS = "rocky.dev/parts"
 ANNOTATION_SHA256 = "rocky.dev/sha256"
@@ -46,6 +46,8 @@ class StoredPlan:
     spec: dict[str, Any] | None = None
     """None in a plan written before specs were frozen (the current spec is used)."""
     generation: int | None = None
+    excluded: list[Exclusion] = field(default_factory=list)
+    """Requested tables the plan left out (``excluded_tables``)."""
 
 
 def record_name(run_name: str, role: str, index: int) -> str:
@@ -139,15 +141,18 @@ class RunStore:
             return None
         doc = records.decompress(data)
         tables, resumed = records.decode_plan(doc)
+        excluded = records.decode_exclusions(doc)
         frozen = doc.get(FROZEN_SPEC_KEY) if isinstance(doc, dict) else None
         if not isinstance(frozen, dict) or not isinstance(frozen.get("spec"), dict):
-            return StoredPlan(tables, resumed)  # a plan of an operator before the freeze
+            # a plan of an operator before the freeze
+            return StoredPlan(tables, resumed, excluded=excluded)
         generation = frozen.get("generation")
         return StoredPlan(
             tables,
             resumed,
             spec=frozen["spec"],
             generation=generation if isinstance(generation, int) else None,
+            excluded=excluded,
         )
 
     async def save_plan(
@@ -157,9 +162,12 @@ class RunStore:
         *,
         spec: Mapping[str, Any],
         generation: int | None,
+        excluded: Sequence[Exclusion] = (),
     ) -> None:
-        """The plan with the spec it was made from (frozen: used after any restart)."""
+        """The plan with the spec it was made from (frozen: used after any restart) and
+        the requested tables it left out."""
         doc = records.encode_plan(tables, resumed)
+        doc["excluded"] = records.encode_exclusions(excluded)
         doc[FROZEN_SPEC_KEY] = {"generation": generation, "spec": dict(spec)}
         await self.write_blob("plan", records.compress(doc))
 

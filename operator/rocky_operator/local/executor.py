@@ -29,7 +29,14 @@ from rocky_operator.local.progress import Reporter
 from rocky_operator.local.resume import PreviousRun, load_previous, parse_kinds, select_tables
 from rocky_operator.local.run_loop import RunLoop
 from rocky_operator.logic.run_output import build_failed_run_output, build_run_output, exit_code
-from rocky_operator.logic.tables import PlannedTable, adapter_settings, plan_tables
+from rocky_operator.logic.tables import (
+    Exclusion,
+    PlannedTable,
+    adapter_settings,
+    no_tables_message,
+    plan_exclusions,
+    plan_tables,
+)
 from rocky_runner.contract import FailureKind
 
 
@@ -56,24 +63,27 @@ def discovery_failure_kind(exc: BaseException) -> FailureKind:
     return FailureKind.UNKNOWN
 
 
-def discover(manifest: Manifest) -> list[PlannedTable]:
-    """The run's tables: discovery through the runner's adapter, then planning.
+def discover(manifest: Manifest) -> tuple[list[PlannedTable], list[Exclusion]]:
+    """The run's tables and the requested tables left out (missing, views): discovery
+    through the runner's adapter, then planning.
 
     Raises whatever the adapter raises; the caller classifies it.
     """
-    from rocky_runner.discovery import discover_tables
+    from rocky_runner.discovery import discover as discover_source
 
     spec = manifest.spec
     pattern = spec.source.schema_pattern
-    found = discover_tables(
+    found = discover_source(
         adapter_settings(spec),
         prefix=pattern.prefix,
         separator=pattern.separator,
         components=pattern.components,
         catalog=spec.source.catalog,
         tables=spec.source.tables,
+        include_views=spec.source.include_views,
     )
-    return plan_tables(spec, found)
+    planned = plan_tables(spec, found.tables)
+    return planned, plan_exclusions(spec, found.excluded, planned)
 
 
 def execute(
@@ -90,7 +100,7 @@ def execute(
     started = clock()
     spec = manifest.spec
     try:
-        planned = discover(manifest)
+        planned, excluded = discover(manifest)
     except Exception as exc:  # the run's boundary: any discovery failure ends it as a failure
         kind = discovery_failure_kind(exc)
         message = _redactor(manifest)(f"discovery failed: {type(exc).__name__}: {exc}")
@@ -110,6 +120,7 @@ def execute(
         return exit_code(doc["status"])
 
     note = None
+    discovered = len(planned)
     if previous is not None:
         chosen = select_tables(planned, previous, options.resume_kinds)
         kinds = ",".join(sorted(options.resume_kinds)) if options.resume_kinds else None
@@ -125,6 +136,11 @@ def execute(
     journal = _open_journal(manifest, options, started, previous, reporter)
     loop = RunLoop(manifest, planned, options, reporter, work_dir, clock, journal)
     reporter.start(manifest.name, len(planned), spec.concurrency, note)
+    empty = no_tables_message(
+        spec, planned=len(planned), resumed=discovered - len(planned), excluded=excluded
+    )
+    if empty:
+        reporter.no_tables(empty)
     if journal is not None:
         reporter.line(f"journal (--resume-from it after a crash): {journal.path}")
     try:
@@ -143,6 +159,7 @@ def execute(
         resumed_from=previous.source if previous else None,
         concurrency=spec.concurrency,
         interrupted=loop.cancelled,
+        excluded=excluded,
     )
     if previous is not None:  # what the runs before this one copied and still fail
         doc.update(previous.carried())
@@ -151,6 +168,8 @@ def execute(
         journal.finish(str(doc["status"]))
         journal.close()
     reporter.summary(doc)
+    if empty:
+        reporter.no_tables(empty)
     if options.logs_dir is not None:
         reporter.line(f"runner logs and result files: {options.logs_dir}")
     return exit_code(doc["status"])

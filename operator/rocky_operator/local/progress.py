@@ -133,10 +133,29 @@ class Reporter:
         contained = doc.get("contained") or []
         if contained:
             self.line(f"not attempted: {len(contained)} table(s): {contained[0]['unblock_hint']}")
+        excluded = doc.get("excluded_tables") or []
+        for reason, names in sorted(_by_reason(excluded).items()):
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            self.line(
+                f"excluded ({reason}): {len(names)} table(s): {shown}",
+                "yellow" if reason == "view" else "bold yellow",
+            )
         status = run_output_status(doc)
         self.line(
             f"rocky-operator: {doc.get('tables_copied', 0)} copied, "
-            f"{doc.get('tables_failed', 0)} failed, {doc.get('tables_skipped', 0)} not attempted"
-            f" -> {doc.get('status')} (exit {exit_code(status)})",
+            f"{doc.get('tables_failed', 0)} failed, {doc.get('tables_skipped', 0)} not attempted, "
+            f"{len(excluded)} excluded -> {doc.get('status')} (exit {exit_code(status)})",
             "bold",
         )
+
+    def no_tables(self, message: str) -> None:
+        """The warning of a plan with zero tables (a typo'd prefix, a filter matching none)."""
+        self.line(f"rocky-operator: warning: NoTablesMatched: {message}", "bold yellow")
+
+
+def _by_reason(excluded: list[Any]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for entry in excluded:
+        name = "/".join(entry.get("asset_key") or []) or str(entry.get("table_name"))
+        found.setdefault(str(entry.get("reason")), []).append(name)
+    return found

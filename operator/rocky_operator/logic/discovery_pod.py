@@ -67,6 +67,7 @@ def discovery_task(spec: RockyRunSpec) -> DiscoveryTask:
         components=list(pattern.components),
         catalog=spec.source.catalog,
         tables=list(spec.source.tables) if spec.source.tables else None,
+        include_views=spec.source.include_views,
     )
 
 
@@ -83,7 +84,7 @@ def build_discovery_pod(
     pod_spec = runner_pod_spec(
         spec,
         defaults,
-        first_env={ENV_DISCOVERY: discovery_task(spec).model_dump_json()},
+        first_env={ENV_DISCOVERY: discovery_task(spec).model_dump_json(exclude_defaults=True)},
         command=RUNNER_COMMAND,
     )
     pod_spec["activeDeadlineSeconds"] = max(int(deadline_seconds), 1)

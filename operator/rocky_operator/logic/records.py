@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from rocky_operator.logic.decide import Attempt, AttemptState
-from rocky_operator.logic.tables import PlannedTable
+from rocky_operator.logic.tables import Exclusion, PlannedTable
 from rocky_runner.contract import FailureKind, TableResult, TableTask
 
 #: Largest compressed part in one ConfigMap; ConfigMaps hold at most 1 MiB and
@@ -96,6 +96,21 @@ def encode_plan(tables: Sequence[PlannedTable], resumed: Sequence[str]) -> dict[
         ],
         "resumed": list(resumed),
     }
+
+
+def encode_exclusions(excluded: Sequence[Exclusion]) -> list[list[Any]]:
+    """The plan's ``excluded`` list: ``[asset key, source schema, table, reason]`` each."""
+    return [[list(e.asset_key), e.source_schema, e.table_name, e.reason] for e in excluded]
+
+
+def decode_exclusions(doc: Any) -> list[Exclusion]:
+    """The exclusions of a plan document (none in a plan written before they existed)."""
+    rows = doc.get("excluded") if isinstance(doc, dict) else None
+    return [
+        Exclusion(tuple(str(k) for k in r[0]), str(r[1]), str(r[2]), str(r[3]))
+        for r in rows or []
+        if isinstance(r, list) and len(r) == 4
+    ]
 
 
 def decode_plan(doc: Any) -> tuple[list[PlannedTable], list[str]]:

@@ -11,7 +11,14 @@ Every table of the run appears exactly once:
 - not attempted (fail-fast, cancellation) -> ``contained[*]``, Rocky's list of
   work withheld because of a failure named in ``errors``: ``model`` is the asset key
   joined by ``/``, ``blocked_by`` the failed tables that stopped it, ``unblock_hint``
-  the reason. They are counted in ``tables_skipped``.
+  the reason. They are counted in ``tables_skipped``;
+- excluded (a listed name the source lacks, a view while views are not replicated)
+  -> ``excluded_tables[*] {asset_key, source_schema, table_name, reason}``, Rocky's list
+  of requested tables that never reached execution (present only when not empty, as
+  Rocky writes it). Not failures: they do not change ``status``.
+
+Requested = ``tables_copied`` + ``tables_failed`` + ``tables_skipped`` +
+``len(excluded_tables)``.
 
 ``status`` on the wire uses the schema's spelling (``Success`` / ``PartialFailure``
 / ``Failure``): the schema's ``RunStatus`` enum accepts only those, and rocky-sdk
@@ -30,7 +37,7 @@ from typing import Any, Literal
 from rocky_operator import __version__
 from rocky_operator.logic.decide import Attempt, AttemptState, TableOutcome, TableState
 from rocky_operator.logic.policy import DEFAULT_RETRY
-from rocky_operator.logic.tables import PlannedTable, readable
+from rocky_operator.logic.tables import Exclusion, PlannedTable, readable
 from rocky_runner.contract import FailureKind
 
 RunStatus = Literal["success", "partial_failure", "failure"]
@@ -235,8 +242,10 @@ def build_run_output(
     resumed_from: str | None = None,
     concurrency: int = 1,
     interrupted: bool = False,
+    excluded: Sequence[Exclusion] = (),
 ) -> dict[str, Any]:
-    """The RunOutput of a run whose tables stand as ``outcomes`` say.
+    """The RunOutput of a run whose tables stand as ``outcomes`` say; ``excluded`` are the
+    requested tables the plan left out.
 
     A table without an outcome, or one still pending / running / waiting for a retry
     (the run was stopped before it ended), is reported as not attempted or failed so
@@ -328,6 +337,8 @@ def build_run_output(
     }
     if contained:
         doc["contained"] = contained
+    if excluded:
+        doc["excluded_tables"] = [e.as_output() for e in excluded]
     return doc
 
 

@@ -112,7 +112,11 @@ def count_retries(attempts: Iterable[Attempt]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def table_counts(decision: Decision, resumed: int, attempts: int) -> TableCounts:
+#: Condition reason of a run whose plan has no table (Accepted, Complete and Failed).
+REASON_NO_TABLES = "NoTablesMatched"
+
+
+def table_counts(decision: Decision, resumed: int, attempts: int, excluded: int = 0) -> TableCounts:
     states = Counter(o.state for o in decision.outcomes.values())
     return TableCounts(
         planned=len(decision.outcomes),
@@ -123,6 +127,7 @@ def table_counts(decision: Decision, resumed: int, attempts: int) -> TableCounts
         failed=states[TableState.FAILED],
         not_attempted=states[TableState.NOT_ATTEMPTED],
         resumed=resumed,
+        excluded=excluded,
         attempts=attempts,
     )
 
@@ -161,9 +166,9 @@ def bound_run_output(full: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     if len(materializations) > MAX_STATUS_MATERIALIZATIONS:
         materializations, truncated = materializations[:MAX_STATUS_MATERIALIZATIONS], True
     doc["materializations"] = materializations
-    for key in ("contained", "drift"):
+    for key in ("contained", "excluded_tables", "drift"):
         part = doc.get(key)
-        if key == "contained" and isinstance(part, list) and len(part) > MAX_STATUS_ERRORS:
+        if key != "drift" and isinstance(part, list) and len(part) > MAX_STATUS_ERRORS:
             doc[key], truncated = part[:MAX_STATUS_ERRORS], True
         if key == "drift" and isinstance(part, dict):
             actions = part.get("actions_taken") or []
@@ -183,24 +188,35 @@ def build_status(
     now: datetime,
     run_output: Mapping[str, Any] | None = None,
     output: OutputRef | None = None,
+    excluded: int = 0,
+    no_tables: str | None = None,
 ) -> RockyRunStatus:
-    """Status of an accepted run; ``run_output`` (complete) is given once it finished."""
-    counts = table_counts(decision, resumed, len(attempts))
+    """Status of an accepted run; ``run_output`` (complete) is given once it finished.
+
+    ``no_tables`` (:func:`~rocky_operator.logic.tables.no_tables_message`) marks a plan
+    of zero tables: every condition's reason is then ``NoTablesMatched``, so the run
+    cannot read as a plain success (its exit code stays 0, as ``rocky run``'s).
+    """
+    counts = table_counts(decision, resumed, len(attempts), excluded)
     failures = failure_counts(decision)
     conditions = set_condition(
         previous.conditions,
         type=CONDITION_ACCEPTED,
         status=True,
-        reason="Planned",
-        message=f"{counts.planned} tables planned"
-        + (f", {resumed} skipped by resumeFrom" if resumed else ""),
+        reason=REASON_NO_TABLES if no_tables else "Planned",
+        message=no_tables
+        or (
+            f"{counts.planned} tables planned"
+            + (f", {resumed} skipped by resumeFrom" if resumed else "")
+            + (f", {excluded} excluded (see runOutput.excluded_tables)" if excluded else "")
+        ),
         now=now,
         generation=generation,
     )
     summary = (
         f"{counts.copied} copied, {counts.failed} failed, {counts.running} running, "
         f"{counts.pending} pending, {counts.waiting_retry} waiting to retry, "
-        f"{counts.not_attempted} not attempted"
+        f"{counts.not_attempted} not attempted" + (f", {excluded} excluded" if excluded else "")
     )
     if decision.finished:
         outcome = run_status(counts.copied, counts.failed, counts.not_attempted)
@@ -213,12 +229,17 @@ def build_status(
         }[phase]
         message = summary + (f"; stopped early: {decision.reason}" if decision.reason else "")
         failed = phase == "Failed"
+        if no_tables:
+            reason, message = REASON_NO_TABLES, f"{no_tables}; nothing was copied"
         conditions = set_conditions(
             conditions,
             {
                 CONDITION_PROGRESSING: (False, "Finished"),
                 CONDITION_COMPLETE: (True, reason),
-                CONDITION_FAILED: (failed, reason if failed else "TablesCopied"),
+                CONDITION_FAILED: (
+                    failed,
+                    reason if failed or no_tables else "TablesCopied",
+                ),
             },
             message=message,
             now=now,

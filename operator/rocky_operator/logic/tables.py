@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -45,6 +46,41 @@ class DiscoveredTableLike(Protocol):
 
     @property
     def components(self) -> Mapping[str, str]: ...
+
+
+#: ``excluded_tables[*].reason`` of a listed name the source lacks (Rocky's spelling; the
+#: runner's ``rocky_runner.discovery.MISSING``).
+REASON_MISSING = "missing_from_source"
+
+
+class ExcludedTableLike(DiscoveredTableLike, Protocol):
+    """A relation discovery left out (``rocky_runner.discovery.ExcludedTable``)."""
+
+    @property
+    def reason(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """A requested or discovered table the run does not copy: Rocky's ExcludedTableOutput.
+
+    Counted in the accounting: requested = copied + failed + not attempted + excluded.
+    """
+
+    asset_key: tuple[str, ...]
+    source_schema: str
+    table_name: str
+    reason: str
+    """``missing_from_source`` (Rocky's), ``view``, or ``unsupported:<kind>``."""
+
+    def as_output(self) -> dict[str, Any]:
+        """The ``excluded_tables[*]`` entry."""
+        return {
+            "asset_key": list(self.asset_key),
+            "source_schema": self.source_schema,
+            "table_name": self.table_name,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)
@@ -169,3 +205,54 @@ def plan_tables(
             key=key, asset_key=asset_key, task=task, components=components
         )
     return [planned[k] for k in sorted(planned)]
+
+
+def plan_exclusions(
+    spec: RockyRunSpec,
+    excluded: Iterable[ExcludedTableLike],
+    planned: Iterable[PlannedTable] = (),
+) -> list[Exclusion]:
+    """The exclusions of a run: the filter applied as to the tables (an excluded table of a
+    schema the filter leaves out was never requested), one per asset key, none for an
+    asset key that is planned, ordered by asset key."""
+    wanted = parse_filter(spec.filter)
+    names = tuple(spec.source.schema_pattern.components)
+    taken = {t.asset_key for t in planned}
+    found: dict[tuple[str, ...], Exclusion] = {}
+    for item in excluded:
+        components = {name: item.components[name] for name in names}
+        if not matches_filter(components, wanted):
+            continue
+        asset_key = (spec.adapter.type, *(components[n] for n in names), item.table)
+        if asset_key in taken or asset_key in found:
+            continue
+        found[asset_key] = Exclusion(asset_key, item.schema, item.table, item.reason)
+    return [found[k] for k in sorted(found)]
+
+
+def no_tables_message(
+    spec: RockyRunSpec, *, planned: int, resumed: int, excluded: Sequence[Exclusion]
+) -> str | None:
+    """Why a run has nothing to copy, or None when it has tables (or resume took them all:
+    that is a finished chain, not a plan that matched nothing).
+
+    A plan of zero tables is a misconfiguration far more often than an intent (a typo'd
+    prefix, a filter value that matches no schema), so it is flagged, never a quiet
+    success.
+    """
+    if planned > 0 or resumed > 0:
+        return None
+    pattern = spec.source.schema_pattern
+    where = f"schema pattern prefix {pattern.prefix!r}"
+    if pattern.components:
+        where += f" with components {pattern.components}"
+    if spec.filter:
+        where += f", filter {spec.filter!r}"
+    if spec.source.tables:
+        where += f", {len(spec.source.tables)} name(s) in source.tables"
+    message = f"no tables matched: {where}"
+    if excluded:
+        reasons = Counter(e.reason for e in excluded)
+        detail = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
+        message += f"; {len(excluded)} excluded ({detail}, see excluded_tables)"
+    return message

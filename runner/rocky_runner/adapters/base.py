@@ -46,6 +46,41 @@ class SchemaName(NamedTuple):
     schema: str
 
 
+#: :attr:`Relation.kind` of a base table (what discovery plans by default).
+RELATION_TABLE = "table"
+#: :attr:`Relation.kind` of a view or materialized view (planned with ``includeViews``).
+RELATION_VIEW = "view"
+
+
+class Relation(NamedTuple):
+    """A relation of a source schema as discovery sees it.
+
+    ``kind`` is :data:`RELATION_TABLE`, :data:`RELATION_VIEW`, or the warehouse's own
+    type name in lower case (e.g. BigQuery's ``external``) for a relation that is
+    neither and is not replicated (discovery reports it, never drops it silently).
+    """
+
+    name: str
+    kind: str
+
+
+def relation_kind(warehouse_type: str, *, tables: set[str]) -> str:
+    """:attr:`Relation.kind` of a warehouse's type name: ``table`` for one of ``tables``,
+    ``view`` for any type ending in VIEW (views, materialized views), else the type in
+    lower case with ``_`` for spaces (``EXTERNAL TABLE`` -> ``external_table``)."""
+    upper = warehouse_type.strip().upper()
+    if upper in tables:
+        return RELATION_TABLE
+    if upper.replace("_", " ").endswith("VIEW"):
+        return RELATION_VIEW
+    return upper.lower().replace(" ", "_") or "unknown"
+
+
+def table_names(relations: list[Relation]) -> list[str]:
+    """The base tables among ``relations``, in their order."""
+    return [r.name for r in relations if r.kind == RELATION_TABLE]
+
+
 @dataclass(frozen=True)
 class Credentials:
     """Secret values by their contract variable name (``contract.SECRET_ENV_NAMES``).
@@ -172,6 +207,10 @@ class Adapter(Protocol):
 
     def list_tables(self, catalog: str | None, schema: str) -> list[str]:
         """Base table names of one schema, sorted (views are not replicated)."""
+        ...
+
+    def list_relations(self, catalog: str | None, schema: str) -> list[Relation]:
+        """Every table and view of one schema with its kind, sorted by name."""
         ...
 
     def copy_table(self, task: TableTask) -> CopyStats:

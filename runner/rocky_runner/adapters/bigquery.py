@@ -28,7 +28,14 @@ from google.cloud.bigquery import retry as bq_retry
 from google.oauth2 import service_account
 
 from rocky_runner.adapters import sql_dialect as sql
-from rocky_runner.adapters.base import CopyStats, Credentials, SchemaName
+from rocky_runner.adapters.base import (
+    CopyStats,
+    Credentials,
+    Relation,
+    SchemaName,
+    relation_kind,
+    table_names,
+)
 from rocky_runner.contract import ENV_BIGQUERY_CREDENTIALS, FailureKind, TableTask
 from rocky_runner.drift import Column
 from rocky_runner.errors import AdapterConfigError, ClassifiedError
@@ -157,9 +164,17 @@ class BigQueryAdapter:
         return sorted(SchemaName(project, d.dataset_id) for d in datasets)
 
     def list_tables(self, catalog: str | None, schema: str) -> list[str]:
+        return table_names(self.list_relations(catalog, schema))
+
+    def list_relations(self, catalog: str | None, schema: str) -> list[Relation]:
         dataset = bigquery.DatasetReference(self._project_of(catalog), schema)
         tables = self._client.list_tables(dataset, retry=self._retry, timeout=self._timeout)
-        return sorted(t.table_id for t in tables if t.table_type == "TABLE")
+        # TABLE is a table; VIEW and MATERIALIZED_VIEW are views; EXTERNAL and SNAPSHOT
+        # are reported by their own type.
+        return sorted(
+            Relation(t.table_id, relation_kind(str(t.table_type or ""), tables={"TABLE"}))
+            for t in tables
+        )
 
     # --- the copy ---------------------------------------------------------------------
 

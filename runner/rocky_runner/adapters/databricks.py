@@ -29,7 +29,15 @@ from databricks import sql as databricks_sql
 from sqlglot import exp
 
 from rocky_runner.adapters import sql_dialect as sql
-from rocky_runner.adapters.base import CopyStats, Credentials, SchemaName
+from rocky_runner.adapters.base import (
+    RELATION_TABLE,
+    RELATION_VIEW,
+    CopyStats,
+    Credentials,
+    Relation,
+    SchemaName,
+    table_names,
+)
 from rocky_runner.contract import ENV_DATABRICKS_TOKEN, TableTask
 from rocky_runner.drift import Column
 from rocky_runner.errors import AdapterConfigError
@@ -122,14 +130,23 @@ class DatabricksAdapter:
         return [SchemaName(str(r[0]), str(r[1])) for r in rows]
 
     def list_tables(self, catalog: str | None, schema: str) -> list[str]:
+        return table_names(self.list_relations(catalog, schema))
+
+    def list_relations(self, catalog: str | None, schema: str) -> list[Relation]:
         name = self._catalog(catalog)
         rows = self._rows(
-            f"SELECT table_name FROM {self._info_schema(name, 'tables')} "
+            f"SELECT table_name, table_type FROM {self._info_schema(name, 'tables')} "
             f"WHERE lower(table_catalog) = lower({_literal(name)}) "
-            f"AND lower(table_schema) = lower({_literal(schema)}) "
-            "AND table_type NOT LIKE '%VIEW' ORDER BY table_name"
+            f"AND lower(table_schema) = lower({_literal(schema)}) ORDER BY table_name"
         )
-        return [str(r[0]) for r in rows]
+        # Unity Catalog's VIEW and MATERIALIZED_VIEW are views; every other type
+        # (MANAGED, EXTERNAL, STREAMING_TABLE, ...) reads like a table.
+        return [
+            Relation(
+                str(r[0]), RELATION_VIEW if str(r[1]).upper().endswith("VIEW") else RELATION_TABLE
+            )
+            for r in rows
+        ]
 
     # --- the copy ---------------------------------------------------------------------
 

@@ -33,7 +33,16 @@ from typing import Any, TypeVar
 
 import duckdb
 
-from rocky_runner.adapters.base import CopyStats, Credentials, SchemaName, render_watermark
+from rocky_runner.adapters.base import (
+    RELATION_TABLE,
+    RELATION_VIEW,
+    CopyStats,
+    Credentials,
+    Relation,
+    SchemaName,
+    render_watermark,
+    table_names,
+)
 from rocky_runner.contract import FailureKind, TableRef, TableTask
 from rocky_runner.drift import Column
 from rocky_runner.errors import AdapterConfigError, ClassifiedError, LockTimeoutError
@@ -261,14 +270,18 @@ class DuckDBAdapter:
         return found
 
     def list_tables(self, catalog: str | None, schema: str) -> list[str]:
+        return table_names(self.list_relations(catalog, schema))
+
+    def list_relations(self, catalog: str | None, schema: str) -> list[Relation]:
         db = self._resolve_catalog(catalog, create=False)
+        where = "WHERE lower(database_name) = lower(?) AND lower(schema_name) = lower(?)"
         rows = self._conn.execute(
-            "SELECT table_name FROM duckdb_tables() "
-            "WHERE lower(database_name) = lower(?) AND lower(schema_name) = lower(?) "
-            "ORDER BY table_name",
-            [db, schema],
+            f"SELECT table_name, '{RELATION_TABLE}' FROM duckdb_tables() {where} "
+            f"UNION ALL SELECT view_name, '{RELATION_VIEW}' FROM duckdb_views() {where} "
+            "AND NOT internal ORDER BY 1",
+            [db, schema, db, schema],
         ).fetchall()
-        return [r[0] for r in rows]
+        return [Relation(str(r[0]), str(r[1])) for r in rows]
 
     # --- the copy ---------------------------------------------------------------------
 

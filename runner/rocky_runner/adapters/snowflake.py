@@ -29,7 +29,14 @@ import snowflake.connector
 from snowflake.connector.errors import Error as SnowflakeError
 
 from rocky_runner.adapters import sql_dialect as sql
-from rocky_runner.adapters.base import CopyStats, Credentials, SchemaName
+from rocky_runner.adapters.base import (
+    CopyStats,
+    Credentials,
+    Relation,
+    SchemaName,
+    relation_kind,
+    table_names,
+)
 from rocky_runner.contract import (
     ENV_SNOWFLAKE_PASSWORD,
     ENV_SNOWFLAKE_PRIVATE_KEY,
@@ -134,13 +141,18 @@ class SnowflakeAdapter:
         return [SchemaName(str(r[0]), str(r[1])) for r in rows]
 
     def list_tables(self, catalog: str | None, schema: str) -> list[str]:
+        return table_names(self.list_relations(catalog, schema))
+
+    def list_relations(self, catalog: str | None, schema: str) -> list[Relation]:
         database = self._database(catalog)
         rows = self._rows(
-            f"SELECT TABLE_NAME FROM {self._info_schema(database, 'TABLES')} "
-            "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+            f"SELECT TABLE_NAME, TABLE_TYPE FROM {self._info_schema(database, 'TABLES')} "
+            "WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME",
             (schema,),
         )
-        return [str(r[0]) for r in rows]
+        # BASE TABLE is a table; VIEW and MATERIALIZED VIEW are views; anything else
+        # (EXTERNAL TABLE, EVENT TABLE, ...) is reported by its own type.
+        return [Relation(str(r[0]), relation_kind(str(r[1]), tables={"BASE TABLE"})) for r in rows]
 
     # --- the copy ---------------------------------------------------------------------
 
