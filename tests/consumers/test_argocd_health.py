@@ -474,3 +474,41 @@ def test_lua_uses_nothing_beyond_lua_5_1() -> None:
     for script in (ARGOCD / "health.lua", ARGOCD / "schedule-health.lua"):
         code = script.read_text()
         assert not re.search(r"\bgoto\b|//|[^~<>=]~[^=]|<<|>>", code.replace("--", "\n#")), script
+
+
+def test_a_run_that_planned_zero_tables_is_degraded(
+    run_health: RunHealth, make_run_spec: Callable[..., dict[str, Any]]
+) -> None:
+    """Issue 10 case 9: a typo'd prefix plans nothing; the run exits 0 (as ``rocky run``) but
+    its Complete reason is NoTablesMatched, and Argo CD must not show it as plain Healthy."""
+    from rocky_operator.logic.tables import no_tables_message
+
+    spec, tables = planned_tables(make_run_spec, 0)
+    now = START + timedelta(minutes=1)
+    decision = decide([], [], RunPolicy.from_spec(spec), now)
+    assert decision.finished
+    message = no_tables_message(spec, planned=0, resumed=0, excluded=[])
+    status = build_status(
+        decision=decision,
+        attempts=[],
+        resumed=0,
+        previous=RockyRunStatus(),
+        generation=1,
+        start_time=START,
+        now=now,
+        run_output=build_run_output(
+            tables, decision.outcomes, started_at=START, finished_at=now, filter=spec.filter
+        ),
+        no_tables=message,
+    )
+    assert (status.phase, status.exit_code) == ("Succeeded", 0)
+    obj = {
+        "apiVersion": "rocky.dev/v1alpha1",
+        "kind": "RockyRun",
+        "metadata": {"name": "nightly", "namespace": "data", "generation": 1},
+        "spec": {},
+        "status": status_document(status),
+    }
+    hs = run_health(ARGOCD / "health.lua", obj)
+    assert hs["status"] == "Degraded"
+    assert hs["message"].startswith("NoTablesMatched: no tables matched: schema pattern prefix")

@@ -6,6 +6,9 @@
 -- Degraded    the run finished with failures (PartialFailure / Failed); the message counts
 --             failed tables per failure_kind, e.g. "PartialFailure: 8 of 12 tables copied;
 --             failed: 1 auth-failed, 2 not-found"
+--             Also a run that planned zero tables (Complete reason NoTablesMatched: a typo'd
+--             prefix, a filter matching no schema): it exits 0 like `rocky run`, but an empty
+--             replication is a misconfiguration, never a quiet success.
 --
 -- A finished run keeps its verdict whatever the generation: the spec is frozen with the plan,
 -- so an edit after the run finished is never applied (the message says so) and must not turn
@@ -114,6 +117,12 @@ if not finished and stale then
 end
 
 if finished then
+  if complete ~= nil and complete.reason == "NoTablesMatched" then
+    hs.status = "Degraded"
+    hs.message = "NoTablesMatched: " .. (complete.message or "the run planned zero tables")
+        .. edited_note()
+    return hs
+  end
   local failed = failures_by_kind(status)
   if phase == "Succeeded" and failed == "" then
     hs.status = "Healthy"
