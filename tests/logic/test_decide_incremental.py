@@ -119,6 +119,27 @@ def test_incremental_equals_full_recomputation_on_random_histories(
         assert_same(decider.decide(now, cancelled=cancelled), full)
 
 
+@given(histories(), st.lists(st.floats(0, 600), min_size=6, max_size=6))
+@settings(max_examples=200, deadline=None)
+def test_incremental_equals_full_recomputation_when_halted(
+    history: tuple[list[str], dict[str, FileAccess], RunPolicy, list[list[Attempt]]],
+    clocks: list[float],
+) -> None:
+    """A halt (the runner policy refusing the frozen spec after a restart) decides alike."""
+    tables, files, policy, batches = history
+    halt = "spec.runner.image: image 'evil.io/x:1' is not allowed"
+    decider = IncrementalDecider(tables, policy, files=files)
+    seen: list[Attempt] = []
+    for batch, seconds in zip(batches, clocks, strict=False):
+        decider.observe(batch)
+        seen.extend(batch)
+        now = at(seconds)
+        full = decide(tables, seen, policy, now, halt=halt, files=files)
+        assert_same(decider.decide(now, halt=halt), full)
+        assert full.start == ()
+        assert full.reason == halt
+
+
 @given(
     st.integers(min_value=0, max_value=25),
     policy_strategy,
