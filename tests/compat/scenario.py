@@ -73,10 +73,18 @@ class Scenario:
     state: Path
     overlay: Path
 
+    def runs(self) -> list[tuple[str, dict[str, Any]]]:
+        """Each run's name and RunOutput, oldest first."""
+        files = sorted((self.state / "runs").glob("*.json"), key=lambda p: p.stat().st_mtime)
+        return [
+            (p.stem, json.loads(p.read_text()))
+            for p in files
+            if not p.name.endswith(".manifest.json")
+        ]
+
     def outputs(self) -> list[dict[str, Any]]:
         """The RunOutput of every run, oldest first."""
-        runs = sorted((self.state / "runs").glob("*.json"), key=lambda p: p.stat().st_mtime)
-        return [json.loads(p.read_text()) for p in runs if not p.name.endswith(".manifest.json")]
+        return [output for _, output in self.runs()]
 
 
 def prepare(tmp_path: Path) -> Scenario:
@@ -87,7 +95,15 @@ def prepare(tmp_path: Path) -> Scenario:
     return Scenario(built.directory, built.directory / ".rocky-operator-state", overlay)
 
 
-def _repair(directory: Path) -> None:
+def _finished(latest: Path) -> bool:
+    """The first run has ended (the record is written at the start, then at the end)."""
+    try:
+        return bool(json.loads(latest.read_text())["status"] != "Running")
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def repair(directory: Path) -> None:
     (directory / "acme_zendesk.duckdb").unlink()
     with contextlib.closing(duckdb.connect(str(directory / "warehouse.duckdb"))) as conn:
         conn.execute("UPDATE src__acme__eu__stripe.disputes SET evidence = '' WHERE id = 1")
@@ -104,9 +120,9 @@ def planted_then_repaired(scenario: Scenario, deadline: float = 900.0) -> Iterat
     def watch() -> None:
         end = time.monotonic() + deadline
         while not stop.is_set() and time.monotonic() < end:
-            if latest.exists():
+            if _finished(latest):
                 stack.close()
-                _repair(scenario.directory)
+                repair(scenario.directory)
                 return
             stop.wait(0.2)
 
@@ -120,24 +136,52 @@ def planted_then_repaired(scenario: Scenario, deadline: float = 900.0) -> Iterat
         stack.close()
 
 
-def run_seed_job() -> tuple[Any, list[str]]:
-    """Run the seed's asset job in-process; return the result and its log messages."""
+@dataclass
+class JobRun:
+    result: Any
+    messages: list[str]
+    """Every log message of the Dagster run."""
+    retries: list[str]
+    """The ``dg.Failure`` description behind each retry the RetryPolicy granted."""
+
+
+def _failure_messages(error: Any) -> list[str]:
+    found = []
+    while error is not None:
+        if error.cls_name == "Failure":
+            found.append(error.message.removeprefix("dagster._core.definitions.events.Failure: "))
+        error = error.cause
+    return [m.strip() for m in found]
+
+
+def run_seed_job(defs: Any = None) -> JobRun:
+    """Run the seed's asset job in-process; return the result and its log."""
     import dagster as dg
     from tests.compat import seed_dagster
 
     with dg.instance_for_test() as instance:
-        result = seed_dagster.defs.resolve_job_def("replicate").execute_in_process(
-            instance=instance, raise_on_error=False
-        )
-        messages = [e.user_message for e in instance.all_logs(result.run_id) if e.user_message]
-    return result, messages
+        job = (defs or seed_dagster.defs).resolve_job_def("replicate")
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        records = instance.all_logs(result.run_id)
+        messages = [e.user_message for e in records if e.user_message]
+        retries = [
+            m
+            for e in records
+            if e.dagster_event is not None
+            and e.dagster_event.event_type_value == "STEP_UP_FOR_RETRY"
+            for m in _failure_messages(e.dagster_event.event_specific_data.error)
+        ]
+    return JobRun(result, messages, retries)
 
 
-def check_outcome(scenario: Scenario, result: Any, messages: list[str]) -> None:
-    """What the seed promises: the planted kinds in errors[*], a retry on the retryable ones
-    that re-runs only the failed tables, an alert for query-rejected, the asset done."""
-    first, second = scenario.outputs()[:2]
-    assert len(scenario.outputs()) == 2, "one Dagster retry"
+def check_outcome(scenario: Scenario, job: JobRun) -> None:
+    """What the seed promises: the planted kinds in errors[*], one retry (dg.Failure +
+    RetryPolicy) for the retryable ones that re-runs only the failed tables, an alert for
+    query-rejected on both attempts, the asset materialized in the end."""
+    runs = scenario.runs()
+    assert len(runs) == 2, "one Dagster retry"
+    (first_name, first), (_, second) = runs
+    assert second["resumed_from"] == first_name
     kinds = {"/".join(e["asset_key"]): e["failure_kind"] for e in first["errors"]}
     assert kinds == PLANTED_KINDS
     assert first["tables_copied"] == 1  # payouts
@@ -147,11 +191,11 @@ def check_outcome(scenario: Scenario, result: Any, messages: list[str]) -> None:
         k: v for k, v in PLANTED_KINDS.items() if v == "query-rejected"
     }
     assert second["tables_copied"] == 3
-    retry_failure = [m for m in messages if "failed transiently; retrying" in m]
-    assert retry_failure, messages
-    alerts = [m for m in messages if m.startswith("alert: ")]
-    assert alerts, messages
-    assert all("query-rejected" in a and "refunds" in a for a in alerts)
-    assert result.success
-    [mat] = result.asset_materializations_for_node("replicated_tables")
+    retryable = sum(1 for k in PLANTED_KINDS.values() if k in RETRYABLE)
+    assert job.retries == [f"{retryable} table(s) failed transiently; retrying."], job.messages
+    alerts = [m for m in job.messages if m.startswith("alert: ")]
+    assert len(alerts) == 2, job.messages  # one per attempt
+    assert all(" -- query-rejected -- " in a and "refunds" in a for a in alerts)
+    assert job.result.success
+    [mat] = job.result.asset_materializations_for_node("replicated_tables")
     assert mat.metadata["tables_copied"].value == 3

@@ -2,12 +2,13 @@
 
 ``RockyResource(config_path="rocky.toml", binary_path="rocky-operator-rocky")`` runs, per
 call, ``rocky-operator-rocky --config rocky.toml [--state-path P | --state-namespace N]
---output json run --filter K=V [--pipeline P] [--parallel N]`` (or ``run --resume-latest`` /
-``--resume RUN``). This command translates the pipeline (:mod:`.rocky_toml`), runs it on the
-cluster or the local executor (:mod:`.backends`), prints Rocky's RunOutput JSON on stdout and
-exits as ``rocky run`` does: 0 every table copied, non-zero (2) with the JSON still on stdout
-for a partial success, 1 with a line on stderr when nothing could run. Any other subcommand is
-one line naming the real Rocky, exit 1.
+--output json run --filter K=V [--pipeline P] [--parallel N]`` (``resume_run()``: ``run
+--resume-latest`` / ``run --resume RUN_ID``). This command translates the pipeline
+(:mod:`.rocky_toml`), runs it on the cluster or the local executor (:mod:`.backends`), prints
+Rocky's RunOutput JSON on stdout and exits as ``rocky run`` does: 0 every table copied, 2 with
+the JSON on stdout for a partial success, 1 (JSON on stdout too) when every table failed, 1 with
+a line on stderr when nothing could run, 130 when interrupted. Any other subcommand or flag of
+Rocky's is one line naming the real Rocky, exit 1.
 
 Backend: ``ROCKY_OPERATOR_BACKEND`` = ``cluster`` | ``local``; unset, the cluster when
 ``ROCKY_OPERATOR_NAMESPACE`` (or ``--namespace``) is set or the command runs in a pod, else
@@ -17,12 +18,14 @@ local. docs/rocky-compat.md has the rest.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from rocky_operator import __version__
 
@@ -33,7 +36,9 @@ PROG = "rocky-operator-rocky"
 CONTRACT_VERSION = "1.35.0"
 ROCKY_URL = "https://github.com/rocky-data/rocky"
 DEFAULT_TIMEOUT = 86400.0
-#: Global flags that take a value (as Rocky spells them) and their short forms.
+EXIT_INTERRUPTED = 130
+#: Global flags that take a value (as Rocky spells them) and their short forms;
+#: ``--namespace`` is this command's own (the cluster namespace).
 _GLOBAL_VALUES = {
     "--config": "config",
     "-c": "config",
@@ -41,9 +46,38 @@ _GLOBAL_VALUES = {
     "--state-namespace": "state_namespace",
     "--output": "output",
     "-o": "output",
-    "--namespace": "namespace",
     "--cache-ttl": "cache_ttl",
+    "--principal": "principal",
+    "--namespace": "namespace",
 }
+#: ``rocky run`` flags of Rocky that this command does not implement (one line, exit 1).
+_ROCKY_RUN_FLAGS = [
+    "--model",
+    "--governance-override",
+    "--models",
+    "--all",
+    "--shadow",
+    "--shadow-suffix",
+    "--shadow-schema",
+    "--branch",
+    "--partition",
+    "--from",
+    "--to",
+    "--latest",
+    "--missing",
+    "--lookback",
+    "--dag",
+    "--idempotency-key",
+    "--env",
+    "--watch",
+    "--defer",
+    "--defer-to",
+    "--skip-unchanged",
+    "--force-rebuild",
+    "--no-reuse",
+    "--no-prune",
+    "--var",
+]
 
 
 class UsageError(ValueError):
@@ -59,7 +93,7 @@ def version_line() -> str:
 
 
 def split_globals(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
-    """Global flags (anywhere before or after the subcommand) and the remaining words."""
+    """Global flags (before or after the subcommand) and the remaining words."""
     found: dict[str, str] = {}
     rest: list[str] = []
     i = 0
@@ -82,11 +116,12 @@ def split_globals(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
 
 
 def _run_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"{PROG} run", add_help=False, exit_on_error=False)
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} run", add_help=False, exit_on_error=False, allow_abbrev=False
+    )
     parser.add_argument("--filter", default="")
     parser.add_argument("--pipeline")
     parser.add_argument("--parallel", type=int)
-    parser.add_argument("--fail-fast", action="store_true")
     parser.add_argument("--resume-latest", action="store_true")
     parser.add_argument("--resume", metavar="RUN_ID")
     return parser
@@ -98,16 +133,18 @@ def parse_run(words: Sequence[str]) -> argparse.Namespace:
     except argparse.ArgumentError as exc:
         raise UsageError(f"run: {exc}") from None
     if unknown:
-        flag = next((w for w in unknown if w.startswith("-")), unknown[0])
+        word = next((w for w in unknown if w.startswith("-")), unknown[0])
+        flag = word.partition("=")[0]
+        what = "a flag of rocky run" if flag in _ROCKY_RUN_FLAGS else "a rocky run flag it knows"
         raise UsageError(
-            f"`rocky run {flag}` is not implemented by rocky-operator (it implements run "
-            f"--filter/--pipeline/--parallel/--fail-fast/--resume-latest/--resume); use the "
-            f"real Rocky for it: {ROCKY_URL}"
+            f"`rocky run {flag}` is not implemented by rocky-operator ({what}; it implements "
+            f"--filter/--pipeline/--parallel/--resume-latest/--resume); use the real Rocky for "
+            f"it: {ROCKY_URL}"
         )
     if args.resume and args.resume_latest:
         raise UsageError("run: --resume and --resume-latest exclude each other")
-    if args.parallel is not None and args.parallel < 1:
-        raise UsageError("run: --parallel must be at least 1")
+    if args.parallel is not None and args.parallel < 0:
+        raise UsageError("run: --parallel must be a number >= 0")
     return args
 
 
@@ -146,16 +183,39 @@ def _seconds(env: Mapping[str, str], name: str, default: float = 0.0) -> float:
     return value
 
 
+def output_format(globals_: Mapping[str, str], stdout: TextIO) -> str:
+    """Rocky's rule: ``--output`` wins; unset, ``table`` on a terminal and ``json`` otherwise."""
+    chosen = globals_.get("output")
+    if chosen is None:
+        return "table" if stdout.isatty() else "json"
+    if chosen not in ("json", "table", "md"):
+        raise UsageError(f"--output {chosen!r}: expected json or table")
+    return "json" if chosen == "json" else "table"
+
+
+def _table(output: Mapping[str, Any]) -> str:
+    lines = [
+        f"rocky run ({PROG}): {output.get('status')}: {output.get('tables_copied', 0)} copied, "
+        f"{output.get('tables_failed', 0)} failed"
+    ]
+    for err in output.get("errors") or []:
+        lines.append(f"  {err['failure_kind']:<17} {'/'.join(err['asset_key'])}: {err['error']}")
+    return "\n".join(lines) + "\n"
+
+
 def _run(globals_: dict[str, str], words: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:
     from rocky_operator.compat import backends, state
+    from rocky_operator.compat.resume import choose_resume
     from rocky_operator.compat.rocky_toml import load_overlay, translate_file
     from rocky_operator.compat.toml_reader import DEFAULT_SECRET, Options
 
     env = os.environ
     args = parse_run(words)
-    if globals_.get("output", "json") not in ("json", "table", "md"):
-        raise UsageError(f"--output {globals_['output']!r}: expected json or table")
+    fmt = output_format(globals_, stdout)
     config = Path(globals_.get("config", "rocky.toml"))
+    state_ns = None if globals_.get("state_path") else globals_.get("state_namespace")
+    if state_ns:
+        state.check_namespace(state_ns)
     translation = translate_file(
         config,
         env,
@@ -170,41 +230,39 @@ def _run(globals_: dict[str, str], words: Sequence[str], stdout: TextIO, stderr:
         translation = load_overlay(translation, env["ROCKY_OPERATOR_OVERLAY"])
     for line in translation.warnings:
         stderr.write(f"{PROG}: {line}\n")
+    if args.parallel is not None:
+        stderr.write(
+            f"{PROG}: --parallel {args.parallel}: as in Rocky, it does not bound a replication "
+            f"pipeline's table fan-out; [pipeline.{translation.pipeline}.execution] concurrency "
+            "does\n"
+        )
     directory = state.state_dir(config, globals_.get("state_path"), globals_.get("state_namespace"))
-    resume = None
-    if args.resume_latest:
-        resume = state.latest(directory, translation.pipeline)
-    elif args.resume:
-        resume = state.find(directory, translation.pipeline, args.resume)
-    elif env.get("ROCKY_OPERATOR_AUTO_RESUME_SECONDS"):
-        within = _seconds(env, "ROCKY_OPERATOR_AUTO_RESUME_SECONDS")
-        resume = state.recent_failure(
-            directory, translation.pipeline, args.filter, time.time(), within
-        )
-        if resume is not None:
-            stderr.write(
-                f"{PROG}: resuming {resume.name} ({resume.status}, "
-                "ROCKY_OPERATOR_AUTO_RESUME_SECONDS): only its failed tables run\n"
-            )
-    request = backends.RunRequest(
-        translation, directory, resume, concurrency=args.parallel, fail_fast=args.fail_fast
-    )
     backend = choose_backend(env, globals_.get("namespace"))
-    if resume is not None and resume.backend != backend:
-        raise UsageError(
-            f"resume: {resume.name} ran on the {resume.backend} backend, not {backend}"
-        )
+    auto = _seconds(env, "ROCKY_OPERATOR_AUTO_RESUME_SECONDS") or None
+    client = None
     namespace = None
-    if backend == "cluster":
-        namespace = cluster_namespace(env, globals_.get("namespace"))
-        timeout = _seconds(env, "ROCKY_OPERATOR_TIMEOUT", DEFAULT_TIMEOUT)
-        code, output, name = backends.run_cluster(
-            request, namespace=namespace, timeout=timeout, stderr=stderr
+    try:
+        if backend == "cluster":
+            namespace = cluster_namespace(env, globals_.get("namespace"))
+            client = _cluster_client(namespace)
+        resume = choose_resume(
+            args, translation.pipeline, directory, client, state_ns, auto, time.time(), stderr
         )
-    else:
-        code, output, name = backends.run_local(request, stderr=stderr)
+        request = backends.RunRequest(translation, directory, resume, args.filter, state_ns)
+        if client is not None:
+            timeout = _seconds(env, "ROCKY_OPERATOR_TIMEOUT", DEFAULT_TIMEOUT)
+            code, output, name = backends.run_cluster(
+                request, client, timeout=timeout, stderr=stderr
+            )
+        else:
+            code, output, name = backends.run_local(request, stderr=stderr)
+    finally:
+        if client is not None:
+            client.close()
     if output is None:
         return code or 1
+    if resume is not None and output.get("resumed_from"):
+        output["resumed_from"] = resume.name  # Rocky's: the run id resumed (not a file)
     record = state.RunRecord(
         name,
         translation.pipeline,
@@ -213,13 +271,36 @@ def _run(globals_: dict[str, str], words: Sequence[str], stdout: TextIO, stderr:
         str(output.get("status")),
         args.filter,
         time.time(),
+        journal=str(state.journal_path(directory, name)) if client is None else None,
     )
     state.save(directory, record, output)
-    import json
-
-    stdout.write(json.dumps(output, indent=2, ensure_ascii=False) + "\n")
+    if output.get("interrupted"):
+        code = EXIT_INTERRUPTED
+    stdout.write(
+        json.dumps(output, indent=2, ensure_ascii=False) + "\n" if fmt == "json" else _table(output)
+    )
     stdout.flush()
+    if code == 2:  # Rocky's PartialFailure line
+        stderr.write(
+            f"{PROG}: {output.get('tables_failed', 0)} table(s) failed (run_id: {name}, use "
+            f"--resume {name} to retry)\n"
+        )
     return code
+
+
+def _cluster_client(namespace: str) -> Any:
+    from rocky_operator.client.cluster import ClusterClient
+    from rocky_operator.compat.backends import BackendError
+
+    try:
+        return ClusterClient(namespace)
+    except Exception as exc:  # a missing or unusable kubeconfig: one line
+        raise BackendError(f"cluster: {exc}") from None
+
+
+def _sigterm_as_sigint(_sig: int, _frame: object) -> None:
+    """SIGTERM (a Dagster run stopped, a pod deleted) stops the run like Ctrl-C."""
+    signal.raise_signal(signal.SIGINT)
 
 
 def main(
@@ -230,7 +311,7 @@ def main(
     if "--version" in words or "-V" in words:
         out.write(version_line() + "\n")
         return 0
-    from rocky_operator.compat.backends import BackendError
+    from rocky_operator.compat.backends import BackendError, RunInterruptedError
     from rocky_operator.compat.state import StateError
     from rocky_operator.compat.toml_reader import RockyTomlError
 
@@ -238,9 +319,9 @@ def main(
         globals_, rest = split_globals(words)
         if not rest or rest[0] in ("-h", "--help", "help"):
             out.write(
-                f"usage: {PROG} [--config rocky.toml] [--state-path DIR] "
+                f"usage: {PROG} [--config rocky.toml] [--state-path DIR | --state-namespace KEY] "
                 "[--output json] run [--filter K=V] [--pipeline P] [--parallel N] "
-                "[--resume-latest]\n(docs/rocky-compat.md)\n"
+                "[--resume-latest | --resume RUN_ID]\n(docs/rocky-compat.md)\n"
             )
             return 0 if rest else 1
         command = rest[0]
@@ -249,11 +330,17 @@ def main(
                 f"`rocky {command}` is not implemented by rocky-operator, which implements "
                 f"`rocky run` for replication pipelines; use the real Rocky for it: {ROCKY_URL}"
             )
+        if argv is None:
+            signal.signal(signal.SIGTERM, _sigterm_as_sigint)
         return _run(globals_, rest[1:], out, err)
     except (UsageError, RockyTomlError, StateError, BackendError) as exc:
         err.write(f"{PROG}: {exc}\n")
         err.flush()
         return 1
+    except (RunInterruptedError, KeyboardInterrupt) as exc:
+        err.write(f"{PROG}: {exc or 'interrupted'}\n")
+        err.flush()
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

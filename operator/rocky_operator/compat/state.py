@@ -1,23 +1,26 @@
 """Where ``rocky-operator-rocky`` keeps its run records: Rocky's ``--state-path`` directory.
 
-``STATE/runs/<run>.json`` is each run's RunOutput; ``STATE/latest/<pipeline>.json`` names the
-latest run of a pipeline, its backend and namespace, so ``--resume-latest`` knows what to resume
-(``spec.resumeFrom`` on a cluster, ``--resume-from`` of the RunOutput locally). Without
-``--state-path`` the directory is ``.rocky-operator-state`` beside rocky.toml, with
-``--state-namespace N`` its subdirectory ``N``.
+``STATE/runs/<run>.json`` is each run's RunOutput, ``STATE/runs/<run>.journal.jsonl`` a local
+run's per-table journal (written as each table ends, so a run killed half-way can still be
+resumed); ``STATE/latest/<pipeline>.json`` names the latest run of a pipeline (written when it
+starts, again when it ends), its backend and namespace, so ``--resume-latest`` knows what to
+resume (``spec.resumeFrom`` on a cluster, ``--resume-from`` of the RunOutput or journal
+locally). Without ``--state-path`` the directory is ``.rocky-operator-state`` beside rocky.toml,
+with ``--state-namespace KEY`` its subdirectory ``KEY`` (Rocky's rule: ``^[a-zA-Z0-9_]+$``; an
+explicit ``--state-path`` disables namespacing, as in Rocky).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 DEFAULT_DIR = ".rocky-operator-state"
+RUNNING = "Running"
 
 
 class StateError(ValueError):
@@ -32,9 +35,19 @@ class RunRecord:
     backend: str
     namespace: str | None
     status: str
+    """``Running`` while it runs, then the RunOutput's ``status``."""
     filter: str
     finished_at: float = 0.0
     """Seconds since the epoch when the run ended (for ``ROCKY_OPERATOR_AUTO_RESUME_SECONDS``)."""
+    journal: str | None = None
+    """A local run's journal file."""
+
+
+def check_namespace(key: str) -> str:
+    """Rocky's ``--state-namespace`` rule: a SQL identifier (it becomes a path segment)."""
+    if not re.fullmatch(r"[A-Za-z0-9_]+", key):
+        raise StateError(f"--state-namespace {key!r}: must match ^[a-zA-Z0-9_]+$ (as in Rocky)")
+    return key
 
 
 def state_dir(config: Path, state_path: str | None, state_namespace: str | None) -> Path:
@@ -43,9 +56,7 @@ def state_dir(config: Path, state_path: str | None, state_namespace: str | None)
         return Path(state_path)
     base = config.resolve().parent / DEFAULT_DIR
     if state_namespace:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", state_namespace):
-            raise StateError(f"--state-namespace {state_namespace!r}: letters, digits, . _ -")
-        return base / state_namespace
+        return base / check_namespace(state_namespace)
     return base
 
 
@@ -64,54 +75,61 @@ def output_path(directory: Path, run: str) -> Path:
     return directory / "runs" / f"{_safe(run)}.json"
 
 
-def save(directory: Path, record: RunRecord, output: dict[str, Any]) -> None:
-    """Keep a finished run's RunOutput and make it the pipeline's latest run."""
+def journal_path(directory: Path, run: str) -> Path:
+    return directory / "runs" / f"{_safe(run)}.journal.jsonl"
+
+
+def _latest_path(directory: Path, pipeline: str) -> Path:
+    return directory / "latest" / f"{_safe(pipeline)}.json"
+
+
+def started(directory: Path, record: RunRecord) -> None:
+    """Make a run that is starting the pipeline's latest (so a killed run can be resumed)."""
     try:
-        _write(output_path(directory, record.name), output)
-        _write(directory / "latest" / f"{_safe(record.pipeline)}.json", asdict(record))
+        _write(_latest_path(directory, record.pipeline), asdict(replace(record, status=RUNNING)))
     except OSError as exc:
         raise StateError(f"--state-path {directory}: cannot write: {exc.strerror or exc}") from None
 
 
-def latest(directory: Path, pipeline: str) -> RunRecord:
-    """The pipeline's latest run; :class:`StateError` when there is none."""
-    path = directory / "latest" / f"{_safe(pipeline)}.json"
+def save(directory: Path, record: RunRecord, output: dict[str, Any]) -> None:
+    """Keep a finished run's RunOutput and make it the pipeline's latest run."""
+    try:
+        _write(output_path(directory, record.name), output)
+        _write(_latest_path(directory, record.pipeline), asdict(record))
+    except OSError as exc:
+        raise StateError(f"--state-path {directory}: cannot write: {exc.strerror or exc}") from None
+
+
+def latest(directory: Path, pipeline: str) -> RunRecord | None:
+    """The pipeline's latest run, None when there is none."""
+    path = _latest_path(directory, pipeline)
     try:
         doc = json.loads(path.read_text())
         return RunRecord(**doc)
     except FileNotFoundError:
-        raise StateError(
-            f"--resume-latest: no earlier run of pipeline {pipeline!r} in {directory}"
-        ) from None
+        return None
     except (OSError, ValueError, TypeError) as exc:
         raise StateError(f"{path}: not a run record: {exc}") from None
 
 
-def recent_failure(
-    directory: Path, pipeline: str, filter: str, now: float, within: float
-) -> RunRecord | None:
-    """The pipeline's latest run when it failed (partly), with this filter, ``within`` seconds
-    before ``now``: what a retry of the same call resumes under auto-resume."""
-    try:
-        record = latest(directory, pipeline)
-    except StateError:
+def find(directory: Path, pipeline: str, run: str) -> RunRecord | None:
+    """``--resume RUN_ID`` locally: the pipeline's latest run if it is that one, else the
+    output or journal kept for it; None when this state directory has neither."""
+    last = latest(directory, pipeline)
+    if last is not None and last.name == run:
+        return last
+    journal = journal_path(directory, run)
+    if not output_path(directory, run).is_file() and not journal.is_file():
         return None
-    if record.status == "Success" or record.filter != filter:
-        return None
-    return record if 0 <= now - record.finished_at <= within else None
+    return RunRecord(run, pipeline, "local", None, "unknown", "", journal=str(journal))
 
 
-def find(directory: Path, pipeline: str, run: str) -> RunRecord:
-    """``--resume RUN_ID``: the pipeline's latest run if it is that one, else the output kept
-    for it (a local run)."""
-    with_latest = None
-    with contextlib.suppress(StateError):
-        with_latest = latest(directory, pipeline)
-    if with_latest is not None and with_latest.name == run:
-        return with_latest
-    path = output_path(directory, run)
-    if not path.is_file():
-        raise StateError(f"--resume {run}: no such run in {directory}")
-    backend = with_latest.backend if with_latest else "local"
-    namespace = with_latest.namespace if with_latest else None
-    return RunRecord(run, pipeline, backend, namespace, "unknown", "")
+def local_resume_source(directory: Path, record: RunRecord) -> Path | None:
+    """What a local resume reads: the run's journal (it also carries what the run it resumed
+    from had copied, so a resume of a resume skips those too; and a killed run has only it),
+    else its RunOutput."""
+    journal = Path(record.journal) if record.journal else journal_path(directory, record.name)
+    if journal.is_file():
+        return journal
+    output = output_path(directory, record.name)
+    return output if output.is_file() else None
