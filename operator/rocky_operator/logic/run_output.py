@@ -225,6 +225,35 @@ def _drift_actions(table: PlannedTable, outcome: TableOutcome) -> list[dict[str,
     return actions
 
 
+def _permissions(
+    tables: Sequence[PlannedTable], outcomes: Mapping[str, TableOutcome]
+) -> dict[str, int]:
+    """Rocky's PermissionSummary: the target catalogs and schemas the copies created,
+    each counted once, as the runners report them (``metadata.created``; an adapter that
+    cannot tell reports nothing and counts 0). The operator grants nothing."""
+    catalogs: set[str] = set()
+    schemas: set[tuple[str, str]] = set()
+    for table in tables:
+        outcome = outcomes.get(table.key)
+        result = outcome.result if outcome is not None else None
+        created = result.metadata.get("created") if result is not None else None
+        if outcome is None or outcome.state is not TableState.COPIED:
+            continue
+        if not isinstance(created, Mapping):
+            continue
+        target = table.task.target
+        if created.get("catalog") is True:
+            catalogs.add(str(target.catalog or "").casefold())
+        if created.get("schema") is True:
+            schemas.add((str(target.catalog or "").casefold(), target.schema_.casefold()))
+    return {
+        "grants_added": 0,
+        "grants_revoked": 0,
+        "catalogs_created": len(catalogs),
+        "schemas_created": len(schemas),
+    }
+
+
 def _error_text(outcome: TableOutcome) -> str:
     if outcome.error:
         return outcome.error
@@ -326,12 +355,7 @@ def build_run_output(
             "tables_drifted": len({a["table"] for a in drift_actions}),
             "actions_taken": drift_actions,
         },
-        "permissions": {
-            "grants_added": 0,
-            "grants_revoked": 0,
-            "catalogs_created": 0,
-            "schemas_created": 0,
-        },
+        "permissions": _permissions(tables, outcomes),
         "interrupted": interrupted,
         "resumed_from": resumed_from,
     }

@@ -167,6 +167,10 @@ class CopyStats:
     not_copied: RowsNotCopied | None = None
     #: The timestamp column, for the warning's text.
     timestamp_column: str = ""
+    #: Whether this copy created the target catalog / schema; None when the adapter
+    #: cannot tell (``CREATE SCHEMA IF NOT EXISTS`` does not say).
+    catalog_created: bool | None = None
+    schema_created: bool | None = None
 
     @property
     def warnings(self) -> list[str]:
@@ -191,6 +195,13 @@ class CopyStats:
             meta["rows_not_copied"] = self.not_copied.as_metadata()
         if self.warnings:
             meta["warnings"] = self.warnings
+        created = {
+            name: value
+            for name, value in (("catalog", self.catalog_created), ("schema", self.schema_created))
+            if value is not None
+        }
+        if created:
+            meta["created"] = created  # RunOutput permissions.*_created
         return meta
 
 

@@ -301,6 +301,7 @@ class DuckDBAdapter:
         self._open(write_main=self._writes_into_main(task.target.catalog))
         # The target first: when source and target share a sibling file, it is attached
         # writable once, not read-only.
+        catalog_created = self._catalog_is_new(task.target.catalog)
         target_catalog = self._resolve_catalog(task.target.catalog, create=True)
         source_catalog = self._resolve_catalog(task.source.catalog, create=False)
         source = self._qualified(task.source, source_catalog)
@@ -322,6 +323,7 @@ class DuckDBAdapter:
         )
         self._conn.execute("BEGIN TRANSACTION")
         try:
+            schema_created = not self._schema_exists(target_catalog, task.target.schema_)
             self._conn.execute(
                 f"CREATE SCHEMA IF NOT EXISTS "
                 f"{quote_identifier(target_catalog)}.{quote_identifier(task.target.schema_)}"
@@ -352,7 +354,23 @@ class DuckDBAdapter:
             drift=plan.actions(),
             not_copied=not_copied,
             timestamp_column=task.timestamp_column,
+            catalog_created=catalog_created,
+            schema_created=schema_created,
         )
+
+    def _catalog_is_new(self, catalog: str | None) -> bool:
+        """Whether a target catalog's file is yet to be created (by this copy)."""
+        if catalog is None or catalog.casefold() in self._attached():
+            return False
+        return not self._path.with_name(f"{catalog}.duckdb").exists()
+
+    def _schema_exists(self, catalog: str, schema: str) -> bool:
+        row = self._conn.execute(
+            "SELECT count(*) FROM duckdb_schemas() WHERE database_name = ? "
+            "AND lower(schema_name) = lower(?)",
+            [catalog, schema],
+        ).fetchone()
+        return bool(row and row[0])
 
     def _target_state(self, target: str, timestamp_column: str) -> dict[str, int]:
         """The target's row count and timestamped row count, for :func:`settle_append`."""
