@@ -10,6 +10,7 @@ library and pydantic, so importing it costs the operator nothing.
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -68,6 +69,41 @@ def exit_code_for(kind: FailureKind | None) -> int:
     if kind is None:
         return EXIT_COPIED
     return EXIT_CODE_BY_KIND.get(kind, EXIT_CODE_BY_KIND[FailureKind.UNKNOWN])
+
+
+# --- Settings checked the same way by the spec and by the runner -------------------------
+
+_MEMORY_SIZE = re.compile(
+    r"\s*(\d+(?:\.\d+)?)\s*(%|b|bytes?|[kmgt]i?b?|kilobytes?|megabytes?|gigabytes?|terabytes?)\s*",
+    re.IGNORECASE,
+)
+#: Smallest DuckDB memory_limit accepted: below it DuckDB fails every query (out of memory).
+MIN_MEMORY_LIMIT_BYTES = 16 * 2**20
+
+
+def _unit_bytes(unit: str) -> int:
+    unit = unit.lower()
+    if unit in ("b", "byte", "bytes"):
+        return 1
+    power = "kmgt".index(unit[0]) + 1
+    binary = len(unit) <= 3 and unit[1:2] == "i"  # KiB, MiB ... (not "gigabytes")
+    base: int = 1024 if binary else 1000
+    return int(base**power)
+
+
+def memory_limit_problem(value: str) -> str | None:
+    """Why ``value`` is not a usable DuckDB ``memory_limit`` (``2GB``, ``512MiB``,
+    ``80%``), or None when it is. Both the RockyRun spec and the runner check it, so a
+    typo fails the same way before anything runs (``query-rejected`` in a runner)."""
+    match = _MEMORY_SIZE.fullmatch(value)
+    if match is None:
+        return f"{value!r} is not a memory size (a number and a unit: '2GB', '512MiB', '80%')"
+    number, unit = float(match.group(1)), match.group(2)
+    if unit == "%":
+        return None if 0 < number <= 100 else f"{value!r}: a percentage is 1% to 100%"
+    if number * _unit_bytes(unit) < MIN_MEMORY_LIMIT_BYTES:
+        return f"{value!r} is below the smallest usable memory limit, 16MiB"
+    return None
 
 
 # --- Input: environment of a runner pod -------------------------------------------------

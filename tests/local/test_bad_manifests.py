@@ -61,6 +61,14 @@ CASES: dict[str, tuple[Mutator | str, str]] = {
         _set("spec.target.schemaTemplate", "staging__{region}"),
         "target.schemaTemplate 'staging__{region}' uses placeholder {region}",
     ),
+    "memoryLimit that is not a size (issue 10 case 11)": (
+        _set("spec.adapter.duckdb.memoryLimit", "lots"),
+        "spec.adapter.duckdb.memoryLimit: 'lots' is not a memory size",
+    ),
+    "memoryLimit too small to run": (
+        _set("spec.adapter.duckdb.memoryLimit", "2KB"),
+        "spec.adapter.duckdb.memoryLimit: '2KB' is below the smallest usable memory limit",
+    ),
     "unbalanced brace in a template": (
         _set("spec.target.schemaTemplate", "{source"),
         "target.schemaTemplate '{source' has an unbalanced or empty brace",

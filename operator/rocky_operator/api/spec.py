@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from rocky_runner.contract import memory_limit_problem
 
 API_GROUP = "rocky.dev"
 API_VERSION = "v1alpha1"
@@ -70,6 +72,15 @@ class DuckDBSettings(_Model):
     (the table then fails as transient). DuckDB allows one writing process per file."""
     memory_limit: str | None = None
     """DuckDB ``memory_limit`` for each runner (e.g. ``2GB``); unset: DuckDB's default."""
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory_size(cls, value: str | None) -> str | None:
+        problem = memory_limit_problem(value) if value is not None else None
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
     storage_version: Annotated[str, Field(pattern=r"^(v\d+\.\d+\.\d+|latest)$")] | None = None
     """Storage version of the target files a run creates (e.g. ``v1.5.0``, which DuckDB 1.5
     and so Rocky can open); unset: the warehouse file's own. Existing files keep theirs."""

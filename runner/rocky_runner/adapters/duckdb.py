@@ -43,7 +43,7 @@ from rocky_runner.adapters.base import (
     render_watermark,
     table_names,
 )
-from rocky_runner.contract import FailureKind, TableRef, TableTask
+from rocky_runner.contract import FailureKind, TableRef, TableTask, memory_limit_problem
 from rocky_runner.drift import Column
 from rocky_runner.errors import AdapterConfigError, ClassifiedError, LockTimeoutError
 from rocky_runner.replication import (
@@ -487,6 +487,11 @@ def open_adapter(
     memory_limit = settings.get("memoryLimit")
     if memory_limit is not None and not isinstance(memory_limit, str):
         raise AdapterConfigError("adapter.duckdb.memoryLimit must be a string such as '2GB'")
+    problem = memory_limit_problem(memory_limit) if memory_limit is not None else None
+    if problem is not None:  # a typo in what the user wrote, as in the spec's check
+        raise ClassifiedError(
+            f"adapter.duckdb.memoryLimit: {problem}", kind=FailureKind.QUERY_REJECTED
+        )
     storage_version = settings.get("storageVersion")
     if storage_version is not None and not isinstance(storage_version, str):
         raise AdapterConfigError("adapter.duckdb.storageVersion must be a string such as 'v1.5.0'")
