@@ -31,7 +31,7 @@ from rocky_operator.api.spec import RockyRunSpec
 from rocky_operator.client import RunOutcome, outcome_from_output
 from rocky_operator.logic.decide import TableOutcome, TableState
 from rocky_operator.logic.run_output import build_failed_run_output, build_run_output
-from rocky_operator.logic.tables import plan_tables
+from rocky_operator.logic.tables import plan_exclusions, plan_tables
 from rocky_runner.contract import FailureKind, TableResult
 
 dg = pytest.importorskip("dagster", reason="dagster is in the `examples` extra")
@@ -189,6 +189,9 @@ def test_branch_per_planted_failure_kind(demo: dict[str, Any]) -> None:
 def test_transient_failure_is_retried_by_the_retry_policy(demo: dict[str, Any]) -> None:
     manifest = demo["manifest"]
     manifest["spec"]["filter"] = "tenant=acme,region=us_east"  # just the locked table
+    # ... and only its name: the other listed names are in no us_east schema, which the
+    # run would rightly report as missing_from_source (and the asset alert on).
+    manifest["spec"]["source"]["tables"] = ["contacts"]
     result, attempts, alerts = _materialize(demo, manifest)
     assert result.success
     assert [a["attempt"] for a in attempts] == [0, 1]
@@ -261,6 +264,15 @@ class _Found:
     schema: str
     table: str
     components: dict[str, str]
+    catalog: str | None = None
+
+
+@dataclass(frozen=True)
+class _Excluded:
+    schema: str
+    table: str
+    components: dict[str, str]
+    reason: str
     catalog: str | None = None
 
 
@@ -384,6 +396,36 @@ def test_zero_table_run_alerts(tmp_path: Path, make_run_spec: Any) -> None:
     _, meta, alerts = _materialize_output(tmp_path, crafted_output([], make_run_spec()))
     assert meta["tables_copied"] == meta["tables_failed"] == 0
     assert [a["action"] for a in alerts] == ["empty-run"]
+
+
+def test_tables_missing_from_the_source_alert(tmp_path: Path, make_run_spec: Any) -> None:
+    """Issue 10 case 7: the operator's RunOutput lists a requested name the source lacks
+    (and a view) in excluded_tables; the asset materializes what copied, alerts on the
+    missing name only and records both in its metadata."""
+    output = crafted_output([None], make_run_spec())
+    spec = RockyRunSpec.model_validate(make_run_spec())
+    excluded = plan_exclusions(
+        spec,
+        [
+            _Excluded(
+                "src__acme__us_west__shopify",
+                name,
+                {"tenant": "acme", "region": "us_west", "source": "shopify"},
+                reason,
+            )
+            for name, reason in (("refunds", "missing_from_source"), ("v_daily", "view"))
+        ],
+    )
+    output["excluded_tables"] = [e.as_output() for e in excluded]
+    result, meta, alerts = _materialize_output(tmp_path, output)
+    assert result.success
+    assert [(a["action"], a["tables"]) for a in alerts] == [
+        ("tables-missing", ["duckdb/acme/us_west/shopify/refunds"])
+    ]
+    assert meta["excluded_tables"] == {
+        "duckdb/acme/us_west/shopify/refunds": "missing_from_source",
+        "duckdb/acme/us_west/shopify/v_daily": "view",
+    }
 
 
 def test_retries_have_jitter() -> None:

@@ -14,7 +14,9 @@ The seed's "Recommended consumer policy", action by action:
 Beyond the per-table branches, the run as a whole decides the outcome, by ``rocky run``'s exit
 code: exit code 1 (nothing copied, or the run was rejected before any table, e.g. a missing
 Secret) fails the asset with the cause once no retry can help; a run that planned zero tables
-alerts (an empty replication is a misconfiguration, never a quiet success). Exit code 2
+alerts (an empty replication is a misconfiguration, never a quiet success), and so does a
+requested table the source does not have (``excluded_tables`` with reason
+``missing_from_source``; views excluded by default are only recorded). Exit code 2
 (partial success) materializes what copied, after the alerts above.
 
 A retry resumes from the previous attempt's RockyRun with ``resumeKinds`` set to the retryable
@@ -197,12 +199,24 @@ def build_replication_asset(
         planned = result.tables_copied + result.tables_failed + (result.tables_skipped or 0)
         if planned == 0 and not any(not f.target for f in found.failures):
             alerter.alert(context, "warning", action="empty-run", run=outcome.name)
+        # Requested tables that never ran: names the source does not have are a gap to flag
+        # (a typo, a connector that has not synced yet); views skipped by default are not.
+        excluded = {
+            "/".join(e.asset_key): e.reason
+            for e in (getattr(result, "excluded_tables", None) or [])
+        }
+        missing = sorted(k for k, reason in excluded.items() if reason == "missing_from_source")
+        if missing:
+            alerter.alert(
+                context, "warning", action="tables-missing", tables=missing, run=outcome.name
+            )
 
         metadata: dict[str, Any] = {
             "rocky_run": outcome.name,
             "exit_code": outcome.exit_code,
             "tables_copied": result.tables_copied,
             "tables_failed": result.tables_failed,
+            "excluded_tables": dg.MetadataValue.json(excluded),
             "attempt": attempt,
             "branches": dg.MetadataValue.json(
                 {

@@ -17,7 +17,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from rocky_operator.api.spec import RockyRunSpec, parse_filter, render_template
@@ -51,6 +51,9 @@ class DiscoveredTableLike(Protocol):
 #: ``excluded_tables[*].reason`` of a listed name the source lacks (Rocky's spelling; the
 #: runner's ``rocky_runner.discovery.MISSING``).
 REASON_MISSING = "missing_from_source"
+#: ``excluded_tables[*].reason`` of a listed name this schema lacks while another schema of
+#: the run has it.
+REASON_NOT_IN_SCHEMA = "not_in_schema"
 
 
 class ExcludedTableLike(DiscoveredTableLike, Protocol):
@@ -71,7 +74,8 @@ class Exclusion:
     source_schema: str
     table_name: str
     reason: str
-    """``missing_from_source`` (Rocky's), ``view``, or ``unsupported:<kind>``."""
+    """``missing_from_source`` (Rocky's: no schema of the run has it), ``not_in_schema``
+    (another schema of the run has it), ``view``, or ``unsupported:<kind>``."""
 
     def as_output(self) -> dict[str, Any]:
         """The ``excluded_tables[*]`` entry."""
@@ -214,9 +218,16 @@ def plan_exclusions(
 ) -> list[Exclusion]:
     """The exclusions of a run: the filter applied as to the tables (an excluded table of a
     schema the filter leaves out was never requested), one per asset key, none for an
-    asset key that is planned, ordered by asset key."""
+    asset key that is planned, ordered by asset key.
+
+    A listed name missing from a schema while another schema of the run has it (tables
+    differ by source: ``payouts`` is Stripe's, not Shopify's) is ``not_in_schema``; only a
+    name that no schema of the run has keeps ``missing_from_source`` (a typo, a table not
+    synced yet), the reason Events, warnings and the consumers' alerts key on.
+    """
     wanted = parse_filter(spec.filter)
     names = tuple(spec.source.schema_pattern.components)
+    planned = list(planned)
     taken = {t.asset_key for t in planned}
     found: dict[tuple[str, ...], Exclusion] = {}
     for item in excluded:
@@ -227,7 +238,15 @@ def plan_exclusions(
         if asset_key in taken or asset_key in found:
             continue
         found[asset_key] = Exclusion(asset_key, item.schema, item.table, item.reason)
-    return [found[k] for k in sorted(found)]
+    present = {t.asset_key[-1].casefold() for t in planned} | {
+        e.table_name.casefold() for e in found.values() if e.reason != REASON_MISSING
+    }
+    return [
+        replace(found[k], reason=REASON_NOT_IN_SCHEMA)
+        if found[k].reason == REASON_MISSING and found[k].table_name.casefold() in present
+        else found[k]
+        for k in sorted(found)
+    ]
 
 
 def no_tables_message(
