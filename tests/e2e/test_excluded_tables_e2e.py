@@ -174,3 +174,32 @@ def test_a_plan_of_zero_tables_is_flagged_on_the_cluster(
     flagged = [e for e in events if e["reason"] == "NoTablesMatched"]
     assert [e["type"] for e in flagged] == ["Warning"]
     assert not any(e["reason"] == "RunSucceeded" for e in events)
+
+
+def test_views_listed_by_default_and_copied_with_include_views_on_the_cluster(
+    control_plane: ControlPlane,
+    namespace: str,
+    start_operator: Any,
+    warehouse: Path,
+    tmp_path: Path,
+) -> None:
+    """Case 8 through the discovery pod: by default the view is excluded (reason view);
+    with ``includeViews: true`` the discovery task carries it and a runner pod copies it."""
+    start_operator()
+    default = apply_and_wait(control_plane, namespace, run_doc("views-off", warehouse), tmp_path)
+    off = checked_output(default)
+    assert sorted(m["asset_key"][-1] for m in off["materializations"]) == ["items", "orders"]
+    assert [(e["table_name"], e["reason"]) for e in off["excluded_tables"]] == [
+        ("v_orders", "view")
+    ]
+    doc = run_doc("views-on", warehouse, includeViews=True)
+    doc["spec"]["target"]["catalogTemplate"] = "{tenant}_views"
+    included = apply_and_wait(control_plane, namespace, doc, tmp_path)
+    on = checked_output(included)
+    assert sorted(m["asset_key"][-1] for m in on["materializations"]) == [
+        "items",
+        "orders",
+        "v_orders",
+    ]
+    assert "excluded_tables" not in on
+    assert included["status"]["tables"].get("excluded", 0) == 0
