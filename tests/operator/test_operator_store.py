@@ -71,3 +71,31 @@ async def test_blob_in_parts_and_half_written_blob(
         assert await store.load_output() is None
     finally:
         await client.close()
+
+
+async def test_plan_keeps_its_exclusions_for_a_later_operator_life(
+    api_server: str, cluster: Cluster
+) -> None:
+    """Issue 10 case 7: the tables a plan left out are stored with it, so an operator
+    restarted mid-run still reports them; a plan written before exclusions has none."""
+    from rocky_operator.logic.tables import Exclusion
+
+    client = KubeClient(configuration_for(api_server))
+    excluded = [
+        Exclusion(("duckdb", "acme", "refunds"), "src__acme", "refunds", "missing_from_source"),
+        Exclusion(("duckdb", "acme", "v_orders"), "src__acme", "v_orders", "view"),
+    ]
+    try:
+        store = RunStore(client, cluster.namespace, "plan", "uid-plan")
+        await store.save_plan([], [], spec={"filter": ""}, generation=3, excluded=excluded)
+        plan = await RunStore(client, cluster.namespace, "plan", "uid-plan").load_plan()
+        assert plan is not None
+        assert (plan.excluded, plan.generation) == (excluded, 3)
+        old = records.encode_plan([], [])  # no "excluded" key: an older operator's plan
+        older = RunStore(client, cluster.namespace, "old-plan", "uid-old")
+        await older.write_blob("plan", records.compress(old))
+        plan = await older.load_plan()
+        assert plan is not None
+        assert plan.excluded == []
+    finally:
+        await client.close()
