@@ -158,3 +158,47 @@ def test_resume_of_an_unknown_run_starts_fresh_as_rocky_does(demo: scenario.Scen
     assert out["tables_copied"] == 1
     assert not out.get("resumed_from")
     assert "--resume nope: no such run; starting fresh" in err
+
+
+def test_sigterm_stops_a_local_run_with_rockys_130(
+    demo: scenario.Scenario, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM (a stopped Dagster run) to the command, a child process: the run stops like
+    Ctrl-C and the command exits 130, as Rocky does."""
+    import signal
+    import time
+
+    import yaml
+
+    overlay = yaml.safe_load(demo.overlay.read_text())
+    overlay["adapter"]["duckdb"]["lockTimeoutSeconds"] = 120  # the table waits on the lock
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(yaml.safe_dump(overlay))
+    monkeypatch.setenv("ROCKY_OPERATOR_OVERLAY", str(slow))
+    latest = demo.state / "latest" / "acme.json"
+    with scenario.hold_lock(demo.directory / "acme_hubspot.duckdb"):
+        proc = subprocess.Popen(
+            [BINARY, "--output", "json", "run", "--filter", "source=hubspot"],
+            cwd=demo.directory,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not latest.exists() and proc.poll() is None:
+                assert time.monotonic() < deadline, "the run did not start"
+                time.sleep(0.1)
+            time.sleep(1.0)  # let the runner reach the lock wait; either way the exit is 130
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 130, err
+    if out.strip():  # the executor was running (else Python's KeyboardInterrupt: also 130)
+        stopped = json.loads(out)
+        assert stopped["interrupted"] is True
+        assert stopped["tables_copied"] == 0
