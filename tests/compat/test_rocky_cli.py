@@ -202,3 +202,54 @@ def test_sigterm_stops_a_local_run_with_rockys_130(
         stopped = json.loads(out)
         assert stopped["interrupted"] is True
         assert stopped["tables_copied"] == 0
+
+
+def test_a_killed_local_run_is_resumed_from_its_journal(demo: scenario.Scenario) -> None:
+    """SIGKILL to the command's process group half-way (no RunOutput is ever printed):
+    ``--resume-latest`` reads the journal kept in the state directory and runs only the tables
+    the killed run had not copied."""
+    import signal
+    import time
+
+    runs = demo.state / "runs"
+    with scenario.hold_lock(demo.directory / "acme_hubspot.duckdb"):
+        proc = subprocess.Popen(
+            [BINARY, "--output", "json", "run", "--filter", "tenant=acme"],
+            cwd=demo.directory,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 300
+            copied: list[str] = []
+            while not copied:  # wait for the journal to record a copied table
+                assert proc.poll() is None, "the run ended before it could be killed"
+                assert time.monotonic() < deadline, "no table was copied"
+                copied = [
+                    line
+                    for journal in runs.glob("*.journal.jsonl")
+                    for line in journal.read_text().splitlines()
+                    if '"outcome": "copied"' in line
+                ]
+                time.sleep(0.05)
+            os.killpg(proc.pid, signal.SIGKILL)
+        finally:
+            proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    [journal] = runs.glob("*.journal.jsonl")
+    killed = journal.name.removesuffix(".journal.jsonl")
+    assert not (runs / f"{killed}.json").exists()  # it never printed its output
+    done = sum(1 for line in journal.read_text().splitlines() if '"outcome"' in line)
+
+    code, out, err = _run_json("--filter", "tenant=acme", "--resume-latest", cwd=demo.directory)
+    assert f"resuming {killed} (Running)" in err
+    assert out["resumed_from"] == killed
+    ran = out["tables_copied"] + out["tables_failed"] + out.get("tables_skipped", 0)
+    finished_copied = sum(
+        1 for line in journal.read_text().splitlines() if '"outcome": "copied"' in line
+    )
+    assert finished_copied >= 1
+    assert ran == len(scenario.PLANTED_KINDS) + 1 - finished_copied, (done, out)
+    assert code == 2
