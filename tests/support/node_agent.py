@@ -307,7 +307,8 @@ class PodWorker:
             "podIP": "127.0.0.1",
             "podIPs": [{"ip": "127.0.0.1"}],
             "startTime": self.start_time,
-            "qosClass": "BestEffort",
+            # No qosClass: the API server sets it at creation from the pod's resources and
+            # refuses any change (a pod with requests is Burstable, not BestEffort).
             "containerStatuses": [self.record.as_status()],
             "reason": reason,
             "message": message,
