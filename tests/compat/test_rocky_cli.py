@@ -96,6 +96,14 @@ def test_state_namespace_follows_rockys_rule(demo: scenario.Scenario) -> None:
     assert "^[a-zA-Z0-9_]+$" in proc.stderr
 
 
+def test_output_table_is_a_summary(demo: scenario.Scenario) -> None:
+    proc = _cli("-o", "table", "run", "--filter", "source=shopify", cwd=demo.directory)
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    assert lines[0].endswith(": Failure: 0 copied, 1 failed")
+    assert lines[1].split()[:2] == ["query-rejected", "duckdb/acme/us_west/shopify/refunds:"]
+
+
 def _run_json(*args: str, cwd: Path) -> tuple[int, dict[str, Any], str]:
     proc = _cli("--config", "rocky.toml", "--output", "json", "run", *args, cwd=cwd)
     assert proc.stdout.lstrip().startswith("{"), proc.stderr
