@@ -6,7 +6,8 @@ operator (``rocky-operator run``) runs one pod per table under the node agent ag
 warehouse with its planted failures. Checked: the planted kinds in ``result.errors[*]``, the
 ``dg.Failure`` retry on the retryable kinds that resumes (``spec.resumeFrom``) the first
 RockyRun so only its failed tables run, the alert on query-rejected, and then
-``RockyResource.resume_run()`` (``--resume-latest``) finding the latest RockyRun by label.
+``RockyResource.resume_run()`` (``--resume-latest``) finding the latest RockyRun by label, and
+``resume_run(RUN_ID)`` (``--resume RUN_ID``) resuming the first by name.
 """
 
 from __future__ import annotations
@@ -96,3 +97,11 @@ def test_seed_asset_on_the_cluster(
     ]
     third_name = setup.runs()[-1][0]
     assert _rockyrun(api_client, namespace, third_name)["spec"]["resumeFrom"] == second_name
+
+    # resume_run(RUN_ID) -> `run --resume RUN_ID`: that RockyRun, by name; its four failed
+    # tables run again (three now copy: the causes were repaired after it).
+    fourth = rocky.resume_run(first_name, filter="tenant=acme")
+    assert fourth.resumed_from == first_name
+    assert fourth.tables_copied == 3
+    fourth_name = setup.runs()[-1][0]
+    assert _rockyrun(api_client, namespace, fourth_name)["spec"]["resumeFrom"] == first_name
