@@ -261,3 +261,17 @@ def test_a_killed_local_run_is_resumed_from_its_journal(demo: scenario.Scenario)
     assert finished_copied >= 1
     assert ran == len(scenario.PLANTED_KINDS) + 1 - finished_copied, (done, out)
     assert code == 2
+
+
+def test_rockys_idempotency_key_variable_is_refused_not_ignored(
+    demo: scenario.Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rocky reads ROCKY_IDEMPOTENCY_KEY as --idempotency-key (dedup): ignoring it could run
+    twice what the caller meant to run once."""
+    monkeypatch.setenv("ROCKY_IDEMPOTENCY_KEY", "nightly-2026-12-02")
+    proc = _cli("--output", "json", "run", "--filter", "tenant=globex", cwd=demo.directory)
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    [line] = proc.stderr.splitlines()
+    assert "ROCKY_IDEMPOTENCY_KEY is set" in line
+    assert not (demo.state / "runs").exists()  # nothing ran

@@ -211,6 +211,12 @@ def _run(globals_: dict[str, str], words: Sequence[str], stdout: TextIO, stderr:
 
     env = os.environ
     args = parse_run(words)
+    if env.get("ROCKY_IDEMPOTENCY_KEY"):  # Rocky reads it as --idempotency-key
+        raise UsageError(
+            "ROCKY_IDEMPOTENCY_KEY is set: Rocky reads it as `rocky run --idempotency-key`, "
+            f"which rocky-operator does not implement (unset it, or use the real Rocky: "
+            f"{ROCKY_URL})"
+        )
     fmt = output_format(globals_, stdout)
     config = Path(globals_.get("config", "rocky.toml"))
     state_ns = None if globals_.get("state_path") else globals_.get("state_namespace")
