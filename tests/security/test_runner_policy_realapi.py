@@ -29,6 +29,7 @@ from tests.security.test_runner_policy import (  # noqa: F401  (collected again 
 )
 from tests.security.test_runner_policy_restart import (  # noqa: F401  (collected again here)
     test_policy_tightened_between_restarts_halts_the_run_without_new_pods,
+    test_policy_tightened_during_discovery_stops_the_discovery_pod,
     test_spec_edited_out_of_policy_between_restarts_keeps_the_frozen_runner,
 )
 

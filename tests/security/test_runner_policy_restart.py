@@ -14,6 +14,7 @@ kube-apiserver).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from dataclasses import replace
@@ -225,3 +226,41 @@ async def test_spec_edited_out_of_policy_between_restarts_keeps_the_frozen_runne
         assert container["command"] == ["rocky-runner"]
     assert _conditions(run)["Accepted"]["status"] == "True"
     assert _conditions(run)["SpecChangedIgnored"]["status"] == "True"
+
+
+async def test_policy_tightened_during_discovery_stops_the_discovery_pod(
+    api_server: str,
+    cluster: Cluster,
+    kubelet: FakeKubelet,
+    warehouse: Path,
+    default_settings: ControllerSettings,
+    wide_settings: ControllerSettings,
+) -> None:
+    """Restarted before the plan exists (its discovery pod made under the wider policy):
+    refused as a new run would be, and that pod is stopped, not left running."""
+    kubelet.paused = True  # the discovery pod never answers
+    first = operator_life(
+        api_server, cluster.namespace, settings=replace(wide_settings, discovery_in_pod=True)
+    )
+    life = await first.__aenter__()
+    try:
+        await cluster.create_run("discovering", run_spec(warehouse, runner={"image": FOREIGN}))
+        for _ in range(600):
+            if await cluster.pods("discovering"):
+                break
+            await asyncio.sleep(0.1)
+        (pod,) = await cluster.pods("discovering")
+        assert pod["spec"]["containers"][0]["image"] == FOREIGN
+    finally:
+        await life.kill()
+        with contextlib.suppress(RuntimeError):
+            await first.__aexit__(None, None, None)
+    tightened = replace(default_settings, discovery_in_pod=True)
+    async with operator_life(api_server, cluster.namespace, settings=tightened):
+        run = await cluster.wait_finished("discovering", deadline_seconds=60)
+        left = await cluster.wait_pods_gone("discovering")
+    assert left == []
+    assert run["status"]["phase"] == "Failed"
+    accepted = _conditions(run)["Accepted"]
+    assert (accepted["status"], accepted["reason"]) == ("False", REASON_POLICY_VIOLATION)
+    assert accepted["message"].startswith("spec.runner.image:")

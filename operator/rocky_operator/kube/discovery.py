@@ -117,6 +117,12 @@ async def _wait_for_answer(worker: RunWorker, pod: dict[str, Any], deadline: flo
         poll = min(poll * 1.5, MAX_POLL_SECONDS)
 
 
+async def stop_discovery_pod(worker: RunWorker) -> None:
+    """Delete the run's discovery pod, if an earlier operator life left one running (a run
+    refused before its plan exists, e.g. by a runner policy tightened since)."""
+    await _delete(worker, discovery_pod_name(worker.name))
+
+
 async def _delete(worker: RunWorker, name: str) -> None:
     try:
         await worker.client.delete_pod(worker.namespace, name)

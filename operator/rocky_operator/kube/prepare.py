@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from rocky_operator.api.spec import RockyRunSpec
 from rocky_operator.api.status import FINISHED_PHASES, OutputRef, RockyRunStatus
 from rocky_operator.kube.client import KubeError
-from rocky_operator.kube.discovery import DiscoveryPodError, discover_in_pod
+from rocky_operator.kube.discovery import DiscoveryPodError, discover_in_pod, stop_discovery_pod
 from rocky_operator.kube.store import RunStore
 from rocky_operator.logic import records
 from rocky_operator.logic.policy import RunPolicy
@@ -141,6 +141,8 @@ async def prepare(worker: RunWorker) -> bool:
     )
     if violations and plan is None:  # before Secrets and discovery: no pod of any kind
         rejected = RejectedError(REASON_POLICY_VIOLATION, policy_message(violations))
+        if worker.settings.discovery_in_pod:  # one an earlier life under a wider policy made
+            await stop_discovery_pod(worker)
         await reject(worker, rejected, now)
         worker.spec = None
         return False
