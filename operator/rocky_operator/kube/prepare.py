@@ -281,6 +281,7 @@ async def discover_in_process(worker: RunWorker, spec: RockyRunSpec) -> Any:
         raise RejectedError(
             "DiscoveryFailed",
             f"table discovery took longer than {worker.settings.discovery_timeout_seconds:.0f} s",
+            "transient",  # as the discovery pod's deadline
         ) from exc
     except Exception as exc:  # discovery runs connector code: any failure ends the run
         raise RejectedError(
