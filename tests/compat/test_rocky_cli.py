@@ -212,10 +212,14 @@ def test_sigterm_stops_a_local_run_with_rockys_130(
         assert stopped["tables_copied"] == 0
 
 
-def test_a_killed_local_run_is_resumed_from_its_journal(demo: scenario.Scenario) -> None:
-    """SIGKILL to the command's process group half-way (no RunOutput is ever printed):
-    ``--resume-latest`` reads the journal kept in the state directory and runs only the tables
-    the killed run had not copied."""
+@pytest.mark.parametrize("how", ["--resume-latest", "auto-resume"])
+def test_a_killed_local_run_is_resumed_from_its_journal(
+    demo: scenario.Scenario, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """SIGKILL to the command's process group half-way (no RunOutput is ever printed, as when
+    rocky-sdk's watchdog fires): ``--resume-latest``, or a plain retry under
+    ``ROCKY_OPERATOR_AUTO_RESUME_SECONDS``, reads the journal kept in the state directory and
+    runs only the tables the killed run had not copied."""
     import signal
     import time
 
@@ -251,8 +255,11 @@ def test_a_killed_local_run_is_resumed_from_its_journal(demo: scenario.Scenario)
     assert not (runs / f"{killed}.json").exists()  # it never printed its output
     done = sum(1 for line in journal.read_text().splitlines() if '"outcome"' in line)
 
-    code, out, err = _run_json("--filter", "tenant=acme", "--resume-latest", cwd=demo.directory)
-    assert f"resuming {killed} (Running)" in err
+    flags = ["--resume-latest"] if how == "--resume-latest" else []
+    if how == "auto-resume":
+        monkeypatch.setenv("ROCKY_OPERATOR_AUTO_RESUME_SECONDS", "3600")
+    code, out, err = _run_json("--filter", "tenant=acme", *flags, cwd=demo.directory)
+    assert f"resuming {killed} (Running" in err
     assert out["resumed_from"] == killed
     ran = out["tables_copied"] + out["tables_failed"] + out.get("tables_skipped", 0)
     finished_copied = sum(

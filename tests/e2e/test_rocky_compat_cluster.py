@@ -105,3 +105,68 @@ def test_seed_asset_on_the_cluster(
     assert fourth.tables_copied == 3
     fourth_name = setup.runs()[-1][0]
     assert _rockyrun(api_client, namespace, fourth_name)["spec"]["resumeFrom"] == first_name
+
+
+@pytest.mark.slow
+def test_a_retry_after_the_command_was_killed_waits_for_and_resumes_the_run(
+    namespace: str,
+    operator: None,
+    cli_env: None,
+    api_client: client.ApiClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """rocky-sdk's watchdog kills the command (SIGKILL to its process group) while the
+    RockyRun runs on: the retry (the same plain ``run``, auto-resume on) must not copy the
+    same tables beside it; it waits for that RockyRun and resumes it."""
+    import json
+    import signal
+    import subprocess
+    import time
+
+    import yaml
+
+    setup = scenario.prepare(tmp_path)
+    overlay = yaml.safe_load(setup.overlay.read_text())
+    overlay["adapter"]["duckdb"]["lockTimeoutSeconds"] = 120
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(yaml.safe_dump(overlay))
+    monkeypatch.setenv("ROCKY_OPERATOR_OVERLAY", str(slow))
+    binary = str(interpreter_bin() / "rocky-operator-rocky")
+    argv = [binary, "--output", "json", "run", "--filter", "source=hubspot"]
+    custom = client.CustomObjectsApi(api_client)
+    with scenario.hold_lock(setup.directory / "acme_hubspot.duckdb"):
+        proc = subprocess.Popen(
+            argv,
+            cwd=setup.directory,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 120
+        items: list[Any] = []
+        while not items:
+            assert proc.poll() is None, "the command ended before it was killed"
+            assert time.monotonic() < deadline, "no RockyRun was created"
+            listed: Any = custom.list_namespaced_custom_object(
+                "rocky.dev", "v1alpha1", namespace, "rockyruns"
+            )
+            items = listed["items"]
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    [killed] = [i["metadata"]["name"] for i in items]  # the lock is released: it can finish
+
+    retry = subprocess.run(
+        argv, cwd=setup.directory, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert f"waiting for RockyRun {killed} to finish" in retry.stderr, retry.stderr
+    out = json.loads(retry.stdout)
+    assert retry.returncode == 0, retry.stderr
+    assert out["resumed_from"] == killed
+    assert out["tables_copied"] == 0  # the killed command's run copied both tables itself
+    first = _rockyrun(api_client, namespace, killed)
+    assert first["status"]["runOutput"]["tables_copied"] == 2
+    listed = custom.list_namespaced_custom_object("rocky.dev", "v1alpha1", namespace, "rockyruns")
+    [second] = [i for i in listed["items"] if i["metadata"]["name"] != killed]
+    assert second["spec"]["resumeFrom"] == killed

@@ -179,8 +179,13 @@ def cluster_record(obj: Mapping[str, Any], namespace: str, pipeline: str) -> Run
         namespace,
         verdict or state.RUNNING,
         str((meta.get("annotations") or {}).get(ANNOTATION_FILTER, "")),
-        _finished_at(obj),
+        _finished_at(obj) if verdict else _started_at(meta),
     )
+
+
+def _started_at(meta: Mapping[str, Any]) -> float:
+    raw = str((meta.get("annotations") or {}).get(ANNOTATION_STARTED, ""))
+    return int(raw) / 1e9 if raw.isdigit() else 0.0
 
 
 def cluster_latest(client: Any, pipeline: str, state_namespace: str | None) -> RunRecord | None:

@@ -9,7 +9,10 @@
 * ``ROCKY_OPERATOR_AUTO_RESUME_SECONDS=N`` (this command's own): a plain ``run`` acts as
   ``--resume-latest`` when the latest run of the pipeline had the same ``--filter``, did not
   succeed and ended at most N seconds ago: a Dagster retry of ``rocky.run(filter=...)``,
-  unchanged, re-runs only the tables that did not copy.
+  unchanged, re-runs only the tables that did not copy. A latest run still ``Running`` that
+  started at most N seconds ago counts too (rocky-sdk's watchdog killed the command that
+  waited for it): on a cluster the retry waits for it and resumes it instead of copying the
+  same tables beside it; locally its runners died with the command and its journal is read.
 """
 
 from __future__ import annotations
@@ -65,7 +68,6 @@ def choose_resume(
         if (
             record is None
             or record.status in _SUCCEEDED
-            or record.status == state.RUNNING
             or record.filter != args.filter
             or not 0 <= now - record.finished_at <= auto_seconds
         ):

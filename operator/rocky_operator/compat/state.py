@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,8 @@ class RunRecord:
     """``Running`` while it runs, then the RunOutput's ``status``."""
     filter: str
     finished_at: float = 0.0
-    """Seconds since the epoch when the run ended (for ``ROCKY_OPERATOR_AUTO_RESUME_SECONDS``)."""
+    """Seconds since the epoch when the run ended, or while ``Running`` when it started (for
+    ``ROCKY_OPERATOR_AUTO_RESUME_SECONDS``)."""
     journal: str | None = None
     """A local run's journal file."""
 
@@ -86,7 +88,8 @@ def _latest_path(directory: Path, pipeline: str) -> Path:
 def started(directory: Path, record: RunRecord) -> None:
     """Make a run that is starting the pipeline's latest (so a killed run can be resumed)."""
     try:
-        _write(_latest_path(directory, record.pipeline), asdict(replace(record, status=RUNNING)))
+        doc = asdict(replace(record, status=RUNNING, finished_at=time.time()))
+        _write(_latest_path(directory, record.pipeline), doc)
     except OSError as exc:
         raise StateError(f"--state-path {directory}: cannot write: {exc.strerror or exc}") from None
 
