@@ -101,42 +101,70 @@ def _base64_needles(value: str) -> Iterator[tuple[str, str]]:
                         yield label + flavour, window
 
 
-@dataclass(frozen=True)
-class Needles:
-    """Every shape of every fragment of one secret: folded ones and case-sensitive ones."""
+class _Index:
+    """Needles looked up by their first characters, so one pass over a text finds them
+    all (tens of thousands of needles, megabytes of logs)."""
 
-    name: str
-    folded: dict[str, str]
-    exact: dict[str, str]
+    def __init__(self, needles: Mapping[str, tuple[str, str]]) -> None:
+        self.width = min((len(n) for n in needles), default=0)
+        self.by_prefix: dict[str, list[tuple[str, str, str]]] = {}
+        for needle, (name, shape) in needles.items():
+            self.by_prefix.setdefault(needle[: self.width], []).append((needle, name, shape))
 
-    @classmethod
-    def of(cls, name: str, secret: str) -> Needles:
-        value = _without_armour(secret)
-        folded: dict[str, str] = {}
-        exact: dict[str, str] = {}
-        for fragment in _windows(value, FRAGMENT):
-            for shape, needle in _char_shapes(fragment).items():
-                if needle.strip():
-                    folded.setdefault(_fold(needle), shape)
-        for shape, needle in _base64_needles(value):
-            exact.setdefault(needle, shape)
-        return cls(name, folded, exact)
+    def scan(self, haystack: str) -> Iterator[tuple[int, str, str, str]]:
+        width, by_prefix = self.width, self.by_prefix
+        if not width:
+            return
+        for i in range(len(haystack) - width + 1):
+            found = by_prefix.get(haystack[i : i + width])
+            if found:
+                for needle, name, shape in found:
+                    if haystack.startswith(needle, i):
+                        yield i, needle, name, shape
+
+
+def needles_of(secret: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(folded needles, case-sensitive needles) of one secret, each with its shape."""
+    value = _without_armour(secret)
+    folded: dict[str, str] = {}
+    exact: dict[str, str] = {}
+    for fragment in _windows(value, FRAGMENT):
+        for shape, needle in _char_shapes(fragment).items():
+            if needle.strip():
+                folded.setdefault(_fold(needle), shape)
+    for shape, needle in _base64_needles(value):
+        exact.setdefault(needle, shape)
+    return folded, exact
+
+
+class LeakFinder:
+    """:func:`find_leaks` with the needles built once, for many texts."""
+
+    def __init__(self, secrets: Mapping[str, str]) -> None:
+        folded: dict[str, tuple[str, str]] = {}
+        exact: dict[str, tuple[str, str]] = {}
+        for name, value in secrets.items():
+            f, e = needles_of(value)
+            for needle, shape in f.items():
+                folded.setdefault(needle, (name, shape))
+            for needle, shape in e.items():
+                exact.setdefault(needle, (name, shape))
+        self._folded = _Index(folded)
+        self._exact = _Index(exact)
+
+    def __call__(self, text: str) -> list[Leak]:
+        """Every fragment found in ``text`` (first hit per secret and shape)."""
+        leaks: list[Leak] = []
+        seen: set[tuple[str, str]] = set()
+        for index, haystack in ((self._folded, _fold(text)), (self._exact, text)):
+            for at, needle, name, shape in index.scan(haystack):
+                if (name, shape) not in seen:
+                    seen.add((name, shape))
+                    leaks.append(Leak(name, shape, needle, at))
+        return leaks
 
 
 def find_leaks(secrets: Mapping[str, str], texts: Iterable[str]) -> list[Leak]:
     """Every fragment of a secret found in ``texts`` (first hit per shape and secret)."""
-    needles = [Needles.of(name, value) for name, value in secrets.items()]
-    leaks: list[Leak] = []
-    for text in texts:
-        folded = _fold(text)
-        for secret in needles:
-            seen: set[str] = set()
-            for haystack, table in ((folded, secret.folded), (text, secret.exact)):
-                for needle, shape in table.items():
-                    if shape in seen:
-                        continue
-                    at = haystack.find(needle)
-                    if at != -1:
-                        seen.add(shape)
-                        leaks.append(Leak(secret.name, shape, needle, at))
-    return leaks
+    finder = LeakFinder(secrets)
+    return [leak for text in texts for leak in finder(text)]

@@ -1,0 +1,331 @@
+"""No fragment of a secret leaves the runner pods (issue 12), on the real kube-apiserver.
+
+Sentinel secrets of awkward shapes (quotes, backslashes, unicode, 6 to 200 characters)
+go into every credential field of the three remote adapters, from Secrets, through the
+operator's runner pods, against loopback fakes that echo the credential in the login
+failure in the shapes services use (Snowflake: the login request body, JSON-escaped;
+Databricks: the bearer token verbatim in the error header the connector reports, URL-
+encoded in another, JSON-escaped in the body; BigQuery: the grant request form-encoded
+and the JWT's key id, the ``private_key_id``, both JSON-escaped and inside the base64
+JWT header). Each adapter fails once at discovery (the discovery pod's answer) and
+once at the copy (discovery passes, the table's runner pod is refused), so both pod
+kinds and both ways into the RockyRun's status are covered. One operator serves all
+runs.
+
+Everything the runs leave behind is then grepped with tests/support/leaks.py (every
+6-character fragment of each secret: exact, case-folded, JSON-escaped, repr, URL-encoded,
+base64 at every alignment): each RockyRun whole (status included), the namespace's
+Events and ConfigMaps, every version of every pod the watch saw (termination messages),
+the pods' logs through the API and the node agent's log and termination files (the
+discovery pods are deleted once read), and the operator's log and metrics. The fakes'
+own request logs prove each secret really was sent and echoed.
+
+DuckDB takes no credential, and the task document is the pod's first environment
+variable, so no ``$(VAR)`` can expand a Secret into it: no Secret value can reach DuckDB
+SQL through the operator. The DuckDB context-window clipping is covered on a real
+runner process in tests/security/test_sentinel_runner.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import gzip
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, watch
+from tests.support.control_plane import ControlPlane
+from tests.support.e2e import OperatorProcess, Rest, apply_crds, kubectl, wait_for
+from tests.support.leaks import LeakFinder, find_leaks
+
+_TESTS = str(Path(__file__).resolve().parents[1])
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
+
+from fakes.bigquery import bigquery_server, service_account_info  # noqa: E402
+from fakes.databricks import CA_FILE, databricks_echo_warehouse  # noqa: E402
+from fakes.http import RunningServer  # noqa: E402
+from fakes.snowflake import snowflake_echo_stub  # noqa: E402
+
+FINISHED = ("Succeeded", "PartialFailure", "Failed")
+SECRET_NAME = "sentinels"
+
+
+def _long(seed: str, size: int) -> str:
+    """An awkward secret of exactly ``size`` characters: ``seed``, then pieces of two
+    letters outside hex (a uid or hash cannot match them by chance) and a seed character."""
+    letters = "ghijklmnopqrstuvwxyz"
+    out, i = seed, 0
+    while len(out) < size:
+        out += letters[i % 20] + letters[i // 20 % 20] + seed[i % len(seed)]
+        i += 1
+    return out[:size]
+
+
+def _pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+#: Sentinels by Secret key. Databricks tokens travel in an HTTP header, which carries
+#: latin-1 only, so theirs stay within it; the others use any unicode.
+SENTINELS: dict[str, str] = {
+    "sf-password-discovery": "Sf'pw\"dis\\cövery-☃-日本-\tEND",
+    "sf-password-copy": _long("sF'pässwd\"\\cp-✓-", 200),
+    "sf-bad-key": "not-a-pem: k'e\"y\\-ключ-☃-QXZWVK",
+    "sf-pem-key": _pem(),
+    "dbx-token-discovery": _long("dapi'tøken\"dsc\\vry-ßé-", 200),
+    "dbx-token-copy": "d'é\\\"ß",  # 6 characters
+    "bq-kid-discovery": _long("kïd'dis\"c\\-☃-", 120),
+    "bq-kid-copy": "kid'cöpy\"\\-✓-QZXJV-123",
+    "bq-pem-discovery": _pem(),
+    "bq-pem-copy": _pem(),
+}
+
+
+#: Text of each adapter's echoing refusal that must reach the run's status.
+ECHOED = {
+    "sf": "Incorrect username or password was specified. Request:",
+    "dbx": "Invalid access token: Bearer",
+    "bq": "Invalid JWT Signature for key",
+    "sf-bad-key": "is not an unencrypted PEM private key",
+}
+
+
+def _ref(key: str) -> dict[str, str]:
+    return {"name": SECRET_NAME, "key": key}
+
+
+def _spec(adapter: dict[str, Any], **runner: Any) -> dict[str, Any]:
+    return {
+        "adapter": adapter,
+        "source": {"schemaPattern": {"prefix": "src__", "separator": "__",
+                                     "components": ["tenant"]}},
+        "target": {"catalogTemplate": "tgt", "schemaTemplate": "stg_{tenant}"},
+        "concurrency": 2,
+        "runner": {"activeDeadlineSeconds": 240, **runner},
+    }  # fmt: skip
+
+
+class PodWatch:
+    """Every version of every pod of a namespace, as a watch delivers them."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.core = client.CoreV1Api(api)
+        self.namespace = namespace
+        self.versions: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._watch = watch.Watch()  # type: ignore[no-untyped-call]
+        self._thread = threading.Thread(target=self._run, daemon=True, name="pod-watch")
+
+    def _run(self) -> None:
+        version = ""
+        while not self._stop.is_set():
+            try:
+                for event in self._watch.stream(
+                    self.core.list_namespaced_pod,
+                    self.namespace,
+                    resource_version=version or None,
+                    timeout_seconds=5,
+                    _preload_content=True,
+                ):
+                    pod = self.core.api_client.sanitize_for_serialization(event["object"])
+                    self.versions.append(pod)
+                    version = pod["metadata"].get("resourceVersion", version)
+                    if self._stop.is_set():
+                        break
+            except Exception:  # watch expired or the API hiccuped: list again
+                version = ""
+
+    def __enter__(self) -> PodWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._watch.stop()  # type: ignore[no-untyped-call]
+        self._thread.join(timeout=15)
+
+
+@pytest.fixture
+def fakes() -> Iterator[dict[str, Any]]:
+    """The echoing fakes, one per run: discovery refused (0 logins pass) or the copy
+    refused (the discovery pod's login passes, the copy pod's is echoed)."""
+    with ExitStack() as stack:
+        found: dict[str, Any] = {}
+        for mode, passes in (("discovery", 0), ("copy", 1)):
+            found[f"sf-{mode}"] = stack.enter_context(
+                snowflake_echo_stub(tables={"SRC__ACME": ["ORDERS"]}, logins_before_echo=passes)
+            )
+            dbx, service = stack.enter_context(databricks_echo_warehouse(passes))
+            service.sql(
+                "ATTACH ':memory:' AS raw; CREATE SCHEMA raw.src__acme; "
+                "CREATE TABLE raw.src__acme.orders (id INT)"
+            )
+            found[f"dbx-{mode}"] = dbx
+            bq, bq_service = stack.enter_context(bigquery_server("rocky-test"))
+            bq_service.sql(
+                'CREATE SCHEMA "rocky-test".src__acme; '
+                'CREATE TABLE "rocky-test".src__acme.orders (id BIGINT)'
+            )
+            bq_service.grants_before_echo = passes
+            found[f"bq-{mode}"] = bq
+        found["sf-keys"] = stack.enter_context(snowflake_echo_stub(tables={}))
+        yield found
+
+
+def _runs(fakes: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """RockyRun specs by name: every credential field of every remote adapter."""
+    runs: dict[str, dict[str, Any]] = {}
+    for mode in ("discovery", "copy"):
+        sf: RunningServer = fakes[f"sf-{mode}"]
+        runs[f"sf-password-{mode}"] = _spec({"type": "snowflake", "snowflake": {
+            "account": "acct", "user": "etl", "database": "DB", "host": "127.0.0.1",
+            "port": sf.port, "protocol": "http",
+            "passwordSecretRef": _ref(f"sf-password-{mode}")}})  # fmt: skip
+        dbx: RunningServer = fakes[f"dbx-{mode}"]
+        runs[f"dbx-{mode}"] = _spec(
+            {"type": "databricks", "databricks": {
+                "host": "127.0.0.1", "port": dbx.port, "httpPath": "/sql/1.0/warehouses/w",
+                "catalog": "raw", "tokenSecretRef": _ref(f"dbx-token-{mode}")}},
+            env=[{"name": "SSL_CERT_FILE", "value": CA_FILE}],
+        )  # fmt: skip
+        bq: RunningServer = fakes[f"bq-{mode}"]
+        runs[f"bq-{mode}"] = _spec({"type": "bigquery", "bigquery": {
+            "project": "rocky-test", "apiEndpoint": bq.url,
+            "credentialsSecretRef": _ref(f"bq-credentials-{mode}")}})  # fmt: skip
+    keys: RunningServer = fakes["sf-keys"]
+    for name, key in (("sf-bad-key", "sf-bad-key"), ("sf-pem-key", "sf-pem-key")):
+        runs[name] = _spec({"type": "snowflake", "snowflake": {
+            "account": "acct", "user": "etl", "database": "DB", "host": "127.0.0.1",
+            "port": keys.port, "protocol": "http", "privateKeySecretRef": _ref(key)}})  # fmt: skip
+    return runs
+
+
+def _secret_data(fakes: dict[str, Any]) -> dict[str, str]:
+    data = dict(SENTINELS)
+    for mode in ("discovery", "copy"):
+        info = service_account_info(f"{fakes[f'bq-{mode}'].url}/token")
+        info["private_key_id"] = SENTINELS[f"bq-kid-{mode}"]
+        info["private_key"] = SENTINELS[f"bq-pem-{mode}"]
+        data[f"bq-credentials-{mode}"] = json.dumps(info)
+    return data
+
+
+def _everything(
+    cp: ControlPlane, rest: Rest, namespace: str, pods: PodWatch, operator: OperatorProcess
+) -> dict[str, str]:
+    """Each place a secret must not reach, as text, by a label for the report."""
+    texts: dict[str, str] = {}
+    for kind in ("rockyruns.rocky.dev", "events", "configmaps", "pods"):
+        out = kubectl(cp, "-n", namespace, "get", kind, "-o", "json").stdout
+        texts[f"kubectl get {kind}"] = out
+    # The output ConfigMaps hold the RunOutput gzip'd in binaryData: grep it unpacked.
+    for cm in json.loads(texts["kubectl get configmaps"])["items"]:
+        for key, value in (cm.get("binaryData") or {}).items():
+            raw = base64.b64decode(value)
+            with contextlib.suppress(OSError, EOFError):
+                raw = gzip.decompress(raw)
+            label = f"configmap {cm['metadata']['name']}/{key} (unpacked)"
+            texts[label] = raw.decode("utf-8", "replace")
+    for i, pod in enumerate(pods.versions):
+        texts[f"pod watch #{i} {pod['metadata']['name']}"] = json.dumps(pod, ensure_ascii=False)
+    for pod in json.loads(texts["kubectl get pods"])["items"]:
+        name = pod["metadata"]["name"]
+        texts[f"pods/log {name}"] = kubectl(cp, "-n", namespace, "logs", name, check=False).stdout
+    for path in sorted((cp.node_work_dir / "pods").glob(f"{namespace}_*/*")):
+        if path.is_file():
+            texts[f"node agent {path.parent.name}/{path.name}"] = path.read_text(errors="replace")
+    texts["operator log"] = operator.proc.output() if operator.proc else ""
+    texts["operator metrics"] = operator.metrics()
+    return texts
+
+
+def test_no_fragment_of_a_sentinel_secret_leaves_the_pods(
+    control_plane: ControlPlane,
+    api_client: client.ApiClient,
+    rest: Rest,
+    namespace: str,
+    fakes: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    cp = control_plane
+    apply_crds(cp, "rockyruns.rocky.dev")
+    data = _secret_data(fakes)
+    rest.create(namespace, "secrets", {"metadata": {"name": SECRET_NAME}, "stringData": data})
+    operator = OperatorProcess(cp, namespace, tmp_path / "operator.log")
+    runs = _runs(fakes)
+    with PodWatch(api_client, namespace) as pods:
+        operator.start()
+        try:
+            for name, spec in runs.items():
+                doc = {"apiVersion": "rocky.dev/v1alpha1", "kind": "RockyRun",
+                       "metadata": {"name": name}, "spec": spec}  # fmt: skip
+                rest.post(f"/apis/rocky.dev/v1alpha1/namespaces/{namespace}/rockyruns", doc)
+
+            def finished() -> dict[str, dict[str, Any]] | None:
+                items = rest.get(f"/apis/rocky.dev/v1alpha1/namespaces/{namespace}/rockyruns")
+                done = {
+                    r["metadata"]["name"]: r
+                    for r in items["items"]
+                    if (r.get("status") or {}).get("phase") in FINISHED
+                }
+                return done if len(done) == len(runs) else None
+
+            done = wait_for(finished, timeout=420, interval=1, what="every sentinel run finished")
+            texts = _everything(cp, rest, namespace, pods, operator)
+        finally:
+            operator.stop()
+    texts["operator log"] = (tmp_path / "operator.log").read_text(errors="replace")
+
+    # Every run failed on its credential, where it was meant to, and the echoing
+    # error reached its status (masked).
+    for name, run in done.items():
+        status = run["status"]
+        assert status["phase"] == "Failed", (name, status)
+        summary = json.dumps(status)
+        assert "auth-failed" in summary, (name, status)
+        assert ECHOED[name.split("-")[0] if name != "sf-bad-key" else name] in summary, (
+            name,
+            status,
+        )
+        if name.endswith("-copy"):
+            # Discovery passed: the table's own pod was refused, reported per table.
+            errors = status["runOutput"]["errors"]
+            assert [e["failure_kind"] for e in errors] == ["auth-failed"], (name, errors)
+    # The fakes got the secrets and echoed them (before redaction these are leaks).
+    for label in ("sf-discovery", "sf-copy", "dbx-discovery", "dbx-copy"):
+        sent = [
+            r.body.decode("utf-8", "replace") + json.dumps(r.headers, ensure_ascii=False)
+            for r in fakes[label].requests
+        ]
+        assert find_leaks(SENTINELS, sent), f"{label}: no secret reached the fake"
+    for mode in ("discovery", "copy"):
+        grants = [r.body.decode() for r in fakes[f"bq-{mode}"].requests if r.path == "/token"]
+        assert find_leaks({"kid": SENTINELS[f"bq-kid-{mode}"]}, grants), f"bq-{mode}: no kid"
+    # Nothing anywhere else.
+    finder = LeakFinder(SENTINELS)
+    found = []
+    for label, text in texts.items():
+        for leak in finder(text):
+            found.append((label, leak.secret_name, leak.shape, leak.context(text)))
+    assert found == [], "\n".join(map(repr, found[:40]))
+    unpacked = [t for label, t in texts.items() if label.endswith("(unpacked)")]
+    assert len(unpacked) >= len(runs), "every run's output ConfigMap was read"
+    assert any(ECHOED["sf"] in t for t in unpacked)
+    scanned = sum(len(t) for t in texts.values())
+    print(f"\nscanned {len(texts)} texts, {scanned} characters: no fragment of any secret")
