@@ -120,6 +120,17 @@ class Controller:
         self.side_tasks.add(task)
         task.add_done_callback(self.side_tasks.discard)
 
+    def report_progress(self, namespace: str) -> None:
+        """Export the oldest last progress of the namespace's running runs."""
+        self.metrics.set_progress(
+            namespace,
+            (
+                w.progress_at
+                for w in self.workers.values()
+                if w.namespace == namespace and w.progress_at is not None
+            ),
+        )
+
     def wake(self, namespace: str, run_name: str) -> None:
         worker = self.workers.get((namespace, run_name))
         if worker is not None:

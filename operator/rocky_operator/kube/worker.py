@@ -47,7 +47,7 @@ from rocky_operator.logic.pods import LABEL_RUN, PodSettings, aborted_attempt
 from rocky_operator.logic.policy import RunPolicy
 from rocky_operator.logic.spec_change import edit_to_acknowledge
 from rocky_operator.logic.status import status_document
-from rocky_operator.logic.tables import Exclusion, PlannedTable
+from rocky_operator.logic.tables import PlannedTable
 from rocky_operator.logic.write_groups import FileAccess, write_groups
 
 if TYPE_CHECKING:
@@ -75,8 +75,6 @@ class RunWorker:
     policy: RunPolicy | None = None
     tables: list[PlannedTable] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
-    excluded: list[Exclusion] = field(default_factory=list)
-    """Requested tables the plan left out (missing from the source, views)."""
     journal: dict[tuple[str, int], Attempt] = field(default_factory=dict)
     status: RockyRunStatus = field(default_factory=RockyRunStatus)
     start_time: datetime | None = None
@@ -94,6 +92,9 @@ class RunWorker:
     """The decision core for this run's plan, kept up to date pass by pass."""
     unobserved: list[Attempt] = field(default_factory=list)
     """Journaled after the last decision (starts, refused pods): observed next pass."""
+    progress_at: float | None = None
+    """Unix time of the run's last progress (planned, an attempt started or a result
+    recorded) while it runs; None before and after (rocky_run_last_progress_timestamp_seconds)."""
     halt: str | None = None
     """Set by prepare() when the frozen spec is outside the runner policy of this
     operator process (tightened since the run was planned): the run stops, no new pod."""
@@ -133,6 +134,8 @@ class RunWorker:
     async def main(self) -> None:
         delay = self.settings.error_backoff_seconds
         active = False
+        metrics = self.controller.metrics
+        metrics.init_namespace(self.namespace)
         try:
             while True:
                 try:
@@ -140,7 +143,10 @@ class RunWorker:
                         if not await prepare(self):
                             return
                         active = True
-                        self.controller.metrics.runs_active.labels(self.namespace).inc()
+                        metrics.runs_active.labels(self.namespace).inc()
+                        # A new operator process: the journal says when the run last moved.
+                        moved = [a.finished_at or a.started_at for a in self.journal.values()]
+                        self.progressed(max(moved, default=None))
                     if await self.reconcile():
                         await self.note_late_edit()
                         return
@@ -154,6 +160,7 @@ class RunWorker:
                         delay,
                         exc,
                     )
+                    metrics.worker_errors.labels(self.namespace, "api").inc()
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 60.0)
                 except Exception:  # the worker is a top level: never let a run stall silently
@@ -164,12 +171,20 @@ class RunWorker:
                         delay,
                     )
                     self.controller.errors += 1
+                    metrics.worker_errors.labels(self.namespace, "unexpected").inc()
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 60.0)
         finally:
             if active:
-                self.controller.metrics.runs_active.labels(self.namespace).dec()
+                metrics.runs_active.labels(self.namespace).dec()
+            self.progress_at = None
             self.controller.workers.pop((self.namespace, self.name), None)
+            self.controller.report_progress(self.namespace)
+
+    def progressed(self, when: datetime | None = None) -> None:
+        """The run moved on (at ``when``, default now): the oldest of the namespace is exported."""
+        self.progress_at = (when or self.controller.clock()).timestamp()
+        self.controller.report_progress(self.namespace)
 
     async def note_late_edit(self) -> None:
         """An edit seen while the final status was being written: observe it too."""
@@ -252,6 +267,8 @@ class RunWorker:
         before = self.journal
         self.journal = {**self.journal, **new}
         count(self, new.values(), before, decision)
+        if new:
+            self.progressed()
         # 2. Act (pods journaled as started but never created first, same numbers).
         aborted = set(decision.abort)
         late = [a for a in seen.uncreated if (a.table, a.number) not in aborted]
