@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import secrets
+import socket
 import sys
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
+from rocky_operator.logic.leader import LeaseTimings
 from rocky_operator.logic.pod_manifest import DEFAULT_RUNNER_IMAGE, RunnerDefaults
 from rocky_operator.logic.runner_policy import (
     DEFAULT_ENV_SOURCES,
@@ -17,7 +23,12 @@ from rocky_operator.logic.runner_policy import (
     RunnerPolicy,
 )
 
+if TYPE_CHECKING:
+    from rocky_operator.kube.runtime import Runtime
+
 HELP = "start the Kubernetes controller"
+#: Exit code of a leader that lost its Lease (the pod restarts as a standby).
+LOST_LEADERSHIP_EXIT = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,6 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(env ROCKY_RUNNER_IMAGE_PULL_SECRETS; the chart sets them from imagePullSecrets)",
     )
     add_policy_arguments(parser)
+    add_leader_election_arguments(parser)
     parser.add_argument("--context", default=None, help="kubeconfig context (outside a cluster)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
 
@@ -145,6 +157,65 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_leader_election_arguments(parser: argparse.ArgumentParser) -> None:
+    """Two or more replicas: only the holder of one Lease runs kopf (kube/leader.py)."""
+    defaults = LeaseTimings()
+    group = parser.add_argument_group("leader election (several replicas, one acting)")
+    group.add_argument(
+        "--leader-election-lease",
+        default=os.environ.get("ROCKY_LEADER_ELECTION_LEASE") or None,
+        metavar="NAME",
+        help="coordination.k8s.io Lease that decides which replica acts; unset: no election, "
+        "this process acts at once (exactly one replica!) (env ROCKY_LEADER_ELECTION_LEASE)",
+    )
+    group.add_argument(
+        "--leader-election-namespace",
+        default=os.environ.get("POD_NAMESPACE") or None,
+        help="namespace of the Lease (default $POD_NAMESPACE, else the first --namespace)",
+    )
+    group.add_argument(
+        "--leader-election-identity",
+        default=None,
+        help="this replica's holder identity (default: $POD_NAME or the host name, "
+        "plus a random suffix, so a restarted process never mistakes the old lease for its own)",
+    )
+    group.add_argument(
+        "--lease-duration-seconds",
+        type=float,
+        default=defaults.lease_duration,
+        help="a standby takes over once the lease has not been renewed for this long "
+        f"(default {defaults.lease_duration:g})",
+    )
+    group.add_argument(
+        "--renew-deadline-seconds",
+        type=float,
+        default=defaults.renew_deadline,
+        help="the leader exits when no renewal succeeded for this long; must be below the "
+        f"lease duration (default {defaults.renew_deadline:g})",
+    )
+    group.add_argument(
+        "--retry-period-seconds",
+        type=float,
+        default=defaults.retry_period,
+        help=f"renewals and takeover attempts this often (default {defaults.retry_period:g})",
+    )
+
+
+def lease_timings(args: argparse.Namespace) -> LeaseTimings:
+    return LeaseTimings(
+        lease_duration=args.lease_duration_seconds,
+        renew_deadline=args.renew_deadline_seconds,
+        retry_period=args.retry_period_seconds,
+    )
+
+
+def leader_identity(args: argparse.Namespace) -> str:
+    if args.leader_election_identity:
+        return str(args.leader_election_identity)
+    base = os.environ.get("POD_NAME") or socket.gethostname()
+    return f"{base}-{secrets.token_hex(4)}"
+
+
 def runner_defaults(args: argparse.Namespace) -> RunnerDefaults:
     """What runner pods get where their run's ``spec.runner`` says nothing."""
     return RunnerDefaults(
@@ -198,12 +269,77 @@ def run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port or None,
     )
     namespaces = list(args.namespace)
-    asyncio.run(
-        kopf.operator(
+
+    def operate() -> Coroutine[Any, Any, None]:
+        # standalone: no kopf peering; with --leader-election-lease, the Lease is the guard.
+        return kopf.operator(
             clusterwide=not namespaces,
             namespaces=namespaces,
             standalone=True,
             memo=kopf.Memo(runtime=runtime),
         )
+
+    if not args.leader_election_lease:
+        asyncio.run(operate())
+        return 0
+    lease_namespace = args.leader_election_namespace or (namespaces[0] if namespaces else None)
+    if not lease_namespace:
+        print(
+            "rocky-operator run: --leader-election-lease needs --leader-election-namespace "
+            "(or $POD_NAMESPACE, or a --namespace)",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        timings = lease_timings(args)
+    except ValueError as exc:
+        print(f"rocky-operator run: {exc}", file=sys.stderr)
+        return 1
+    return asyncio.run(
+        lead_then_operate(
+            runtime,
+            operate,
+            lease_namespace,
+            args.leader_election_lease,
+            leader_identity(args),
+            timings,
+        )
     )
+
+
+async def lead_then_operate(
+    runtime: Runtime,
+    operate: Callable[[], Coroutine[Any, Any, None]],
+    namespace: str,
+    name: str,
+    identity: str,
+    timings: LeaseTimings,
+) -> int:
+    """Serve /healthz as a standby, wait for the Lease, then run kopf while renewing it.
+
+    Only the leader runs kopf, so a standby processes no event, starts no worker and no
+    schedule daemon. A leader that cannot renew within the renew deadline (or finds the
+    Lease taken) exits at once, without kopf's graceful shutdown, which could still act:
+    the deadline is below the lease duration, so it is gone before a standby may take over.
+    On a graceful stop (SIGTERM, handled by kopf) the Lease is released for a standby."""
+    from rocky_operator.kube.leader import LeaderElector
+
+    elector = LeaderElector(runtime.client, namespace, name, identity, timings)
+    await runtime.start()
+    await elector.acquire()
+    operator = asyncio.ensure_future(operate())
+    holder = asyncio.ensure_future(elector.hold())
+    await asyncio.wait({operator, holder}, return_when=asyncio.FIRST_COMPLETED)
+    if holder.done():
+        logging.getLogger(__name__).critical(
+            "leader election: %s stands down: %s; exiting", identity, holder.result()
+        )
+        logging.shutdown()
+        os._exit(LOST_LEADERSHIP_EXIT)
+    holder.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await holder
+    await elector.release()
+    await runtime.client.close()
+    operator.result()
     return 0

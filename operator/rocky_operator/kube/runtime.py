@@ -49,7 +49,8 @@ class Runtime:
         )
 
     async def start(self) -> None:
-        if self.metrics_port is not None:
+        """Serve /metrics and /healthz (idempotent: a standby serves them before it leads)."""
+        if self.metrics_port is not None and self.server is None:
             self.server = MetricsServer(
                 self.metrics,
                 host=self.metrics_host,
@@ -62,4 +63,5 @@ class Runtime:
         await self.controller.stop()
         if self.server is not None:
             await self.server.stop()
+            self.server = None
         await self.client.close()
