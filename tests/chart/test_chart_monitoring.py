@@ -72,6 +72,9 @@ def test_registry_has_the_design_metrics() -> None:
     assert series["rocky_runs_active"] == {"namespace"}
     assert "rocky_table_duration_seconds_bucket" in series
     assert "rocky_run_duration_seconds_bucket" in series
+    assert series["rocky_worker_errors_total"] == {"namespace", "kind"}
+    assert series["rocky_run_last_progress_timestamp_seconds"] == {"namespace"}
+    assert series["rocky_build_info"] == {"version", "python_version", "kopf_version"}
 
 
 def _walk(node: Any) -> Iterator[Any]:
@@ -185,6 +188,8 @@ def test_every_alert_is_actionable(render: Render) -> None:
         "RockyTableQuotaExceeded",
         "RockyTableTransientFailureBurst",
         "RockyRunFailed",
+        "RockyRunStuck",
+        "RockyOperatorWorkerErrors",
         "RockyOperatorDown",
         "RockyOperatorMetricsAbsent",
     }
@@ -206,7 +211,13 @@ def test_rule_queries_use_only_exported_metrics(render: Render) -> None:
     used: set[str] = set()
     for rule in rendered_rules(render)["groups"][0]["rules"]:
         used |= check_query(rule["expr"], exported, rule.get("alert", rule.get("record", "?")))
-    assert {"rocky_table_failures_total", "rocky_runs_total", "up"} <= used
+    assert {
+        "rocky_table_failures_total",
+        "rocky_runs_total",
+        "rocky_worker_errors_total",
+        "rocky_run_last_progress_timestamp_seconds",
+        "up",
+    } <= used
 
 
 def dashboard() -> dict[str, Any]:
@@ -256,6 +267,10 @@ def test_dashboard_shows_what_on_call_needs() -> None:
     panel_with("rocky_tables_total", "by (outcome)", "rocky_table_retries_total")
     panel_with("rocky_runs_total", "by (status)")
     panel_with("rocky_runs_active")
+    panel_with("rocky_worker_errors_total", "by (kind)")
+    title = panel_with("time() - min(rocky_run_last_progress_timestamp_seconds")
+    assert panels[title]["fieldConfig"]["defaults"]["unit"] == "s"
+    panel_with("rocky_build_info", "version")
     for metric in ("rocky_run_duration_seconds_bucket", "rocky_table_duration_seconds_bucket"):
         title = panel_with("histogram_quantile(0.99", metric)
         assert panels[title]["fieldConfig"]["defaults"]["unit"] == "s"
@@ -263,3 +278,27 @@ def test_dashboard_shows_what_on_call_needs() -> None:
     assert len(ids) == len(set(ids))
     for panel in dashboard()["panels"]:
         assert panel.get("datasource", {}).get("uid", "${datasource}") == "${datasource}"
+
+
+def test_durations_become_seconds_where_rules_need_numbers(render: Render, helm: Path) -> None:
+    """runStuck.after is compared with time() and the quota window divides the increase: the
+    chart turns durations into seconds, and refuses what is not a duration."""
+    manifests = render(
+        set_values=[
+            "prometheusRule.enabled=true",
+            "prometheusRule.alerts.runStuck.after=1h30m",
+            "prometheusRule.alerts.quotaExceeded.window=2m",
+        ],
+        show_only="templates/prometheusrule.yaml",
+    )
+    rules = only(manifests, "PrometheusRule")["spec"]["groups"][0]["rules"]
+    alerts = {rule["alert"]: rule["expr"] for rule in rules if "alert" in rule}
+    assert alerts["RockyRunStuck"].rstrip().endswith("> 5400")
+    assert ") / 120 > 0" in alerts["RockyTableQuotaExceeded"]
+    proc = subprocess.run(
+        [str(helm), "template", "rocky", str(CHART), "--set", "prometheusRule.enabled=true",
+         "--set", "prometheusRule.alerts.runStuck.after=90"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "runStuck" in proc.stderr  # refused by the values schema
