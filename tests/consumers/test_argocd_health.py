@@ -481,6 +481,8 @@ def test_a_run_that_planned_zero_tables_is_degraded(
 ) -> None:
     """Issue 10 case 9: a typo'd prefix plans nothing; the run exits 0 (as ``rocky run``) but
     its Complete reason is NoTablesMatched, and Argo CD must not show it as plain Healthy."""
+    from tests.local.helpers import validate_output
+
     from rocky_operator.logic.tables import no_tables_message
 
     spec, tables = planned_tables(make_run_spec, 0)
@@ -502,6 +504,8 @@ def test_a_run_that_planned_zero_tables_is_degraded(
         no_tables=message,
     )
     assert (status.phase, status.exit_code) == ("Succeeded", 0)
+    assert status.run_output is not None
+    validate_output(status.run_output)  # Rocky's schema and rocky-sdk
     obj = {
         "apiVersion": "rocky.dev/v1alpha1",
         "kind": "RockyRun",

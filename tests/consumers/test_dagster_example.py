@@ -402,6 +402,8 @@ def test_tables_missing_from_the_source_alert(tmp_path: Path, make_run_spec: Any
     """Issue 10 case 7: the operator's RunOutput lists a requested name the source lacks
     (and a view) in excluded_tables; the asset materializes what copied, alerts on the
     missing name only and records both in its metadata."""
+    from tests.local.helpers import validate_output
+
     output = crafted_output([None], make_run_spec())
     spec = RockyRunSpec.model_validate(make_run_spec())
     excluded = plan_exclusions(
@@ -417,6 +419,7 @@ def test_tables_missing_from_the_source_alert(tmp_path: Path, make_run_spec: Any
         ],
     )
     output["excluded_tables"] = [e.as_output() for e in excluded]
+    validate_output(output)  # Rocky's schema and rocky-sdk
     result, meta, alerts = _materialize_output(tmp_path, output)
     assert result.success
     assert [(a["action"], a["tables"]) for a in alerts] == [
