@@ -129,8 +129,12 @@ def test_chart_crds_validate_and_match_generated_crd() -> None:
 def test_defaults_operator_deployment(render: Render) -> None:
     deployment = only(render(), "Deployment")
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    # Two replicas, one leader (the Lease): a rolling update hands over, never two acting.
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     pod = spec["template"]["spec"]
     (container,) = pod["containers"]
     assert container["command"] == ["rocky-operator"]
@@ -138,6 +142,11 @@ def test_defaults_operator_deployment(render: Render) -> None:
         "run",
         "--all-namespaces",
         "--metrics-port=8080",
+        "--leader-election-lease=rocky-leader",
+        f"--leader-election-namespace={NAMESPACE}",
+        "--lease-duration-seconds=12",
+        "--renew-deadline-seconds=8",
+        "--retry-period-seconds=2",
         f"--runner-image={container['image']}",
         "--runner-allowed-images=",
         "--runner-allowed-service-accounts=rocky-runner",
@@ -225,10 +234,52 @@ NAMESPACED_RULES = {
 CLUSTER_RULES = {"apiextensions.k8s.io/customresourcedefinitions": {"list", "watch"}}
 
 
+ELECTION = "rocky-leader-election"
+
+
+def test_leader_election_lease_rbac_is_namespaced_and_minimal(render: Render) -> None:
+    """The Lease verbs, in the release namespace only, whatever the watched namespaces."""
+    for values in ([], ["watchNamespaces={team-a}"]):
+        manifests = render(set_values=values)
+        (role,) = [
+            r for r in find(manifests, "Role") if r["metadata"]["name"] == "rocky-leader-election"
+        ]
+        assert role["metadata"]["namespace"] == NAMESPACE
+        assert role["rules"] == [
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+             "verbs": ["get", "create", "update"]}
+        ]  # fmt: skip
+        (binding,) = [
+            b
+            for b in find(manifests, "RoleBinding")
+            if b["metadata"]["name"] == "rocky-leader-election"
+        ]
+        assert binding["metadata"]["namespace"] == NAMESPACE
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ELECTION
+        }  # fmt: skip
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "rocky", "namespace": NAMESPACE}
+        ]
+        for cluster_role in find(manifests, "ClusterRole"):
+            assert "leases" not in json.dumps(cluster_role["rules"])
+    custom = render(set_values=["leaderElection.leaseName=ops-lease", "replicas=3"])
+    deployment = only(custom, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    assert (
+        "--leader-election-lease=ops-lease"
+        in (deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+    )
+
+
+def _without_leader_election(manifests: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [m for m in find(manifests, kind) if not m["metadata"]["name"].endswith("-election")]
+
+
 def test_cluster_wide_rbac_is_least_privilege(render: Render) -> None:
     manifests = render()
-    assert not find(manifests, "Role")
-    assert not find(manifests, "RoleBinding")
+    assert not _without_leader_election(manifests, "Role")
+    assert not _without_leader_election(manifests, "RoleBinding")
     role = only(manifests, "ClusterRole")
     assert _rules_by_resource(role) == NAMESPACED_RULES | CLUSTER_RULES
     binding = only(manifests, "ClusterRoleBinding")
@@ -241,11 +292,11 @@ def test_cluster_wide_rbac_is_least_privilege(render: Render) -> None:
 
 def test_watch_namespaces_gives_roles_per_namespace(render: Render) -> None:
     manifests = render(set_values=["watchNamespaces={team-a,team-b}"])
-    roles = find(manifests, "Role")
+    roles = _without_leader_election(manifests, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     for role in roles:
         assert _rules_by_resource(role) == NAMESPACED_RULES
-    bindings = find(manifests, "RoleBinding")
+    bindings = _without_leader_election(manifests, "RoleBinding")
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for binding in bindings:
         assert binding["subjects"][0]["namespace"] == NAMESPACE
