@@ -8,7 +8,9 @@ Query jobs run on an in-memory DuckDB after sqlglot transpiles their BigQuery SQ
 ends DONE with an ``errorResult`` (``invalidQuery`` / ``notFound``) like BigQuery's.
 Failures are injected per request with :meth:`FakeBigQuery.fail` (HTTP status with
 a BigQuery error body and reason) or :meth:`FakeBigQuery.fail_job` (a job that ends
-with an ``errorResult``). ``/token`` is an OAuth token endpoint for service-account
+with an ``errorResult``). A ``CREATE SCHEMA`` job reports, as BigQuery's does, its
+``statementType`` and ``ddlOperationPerformed`` (``CREATE``, or ``SKIP`` when
+``IF NOT EXISTS`` found the dataset). ``/token`` is an OAuth token endpoint for service-account
 credentials, which can be told to refuse, or (``grants_before_echo``) to refuse every
 grant after the first few echoing what it got: the form-encoded request body with its
 signed JWT, and the JWT's key id (the key's ``private_key_id``) decoded, as an
@@ -114,6 +116,8 @@ class _Job:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     dml_rows: int | None = None
     error: dict[str, Any] | None = None
+    #: A DDL job's statementType / ddlOperationPerformed (CREATE, SKIP).
+    ddl: tuple[str, str] | None = None
 
     def resource(self) -> dict[str, Any]:
         now = str(int(datetime.datetime.now(datetime.UTC).timestamp() * 1000))
@@ -124,6 +128,8 @@ class _Job:
         query_stats: dict[str, Any] = {}
         if self.dml_rows is not None:
             query_stats["numDmlAffectedRows"] = str(self.dml_rows)
+        if self.ddl is not None:
+            query_stats["statementType"], query_stats["ddlOperationPerformed"] = self.ddl
         return {
             "kind": "bigquery#job",
             "id": f"{self.reference['projectId']}:{self.reference['jobId']}",
@@ -233,10 +239,12 @@ class FakeBigQuery:
                 job.error = error
                 return
         try:
-            duck_sql = sqlglot.transpile(job.query, read="bigquery", write="duckdb")[0]
+            tree = sqlglot.parse_one(job.query, read="bigquery")
+            duck_sql = tree.sql(dialect="duckdb")
         except sqlglot.errors.ParseError as exc:
             job.error = {"reason": "invalidQuery", "message": f"Syntax error: {exc}"}
             return
+        job.ddl = self._schema_ddl(tree, job.reference["projectId"])
         try:
             with self.lock:
                 cursor = self.db.execute(duck_sql)
@@ -254,6 +262,19 @@ class FakeBigQuery:
             return
         job.fields = [{"name": d[0], "mode": "NULLABLE", **_bq_type(str(d[1]))} for d in described]
         job.rows = rows
+
+    def _schema_ddl(self, tree: sqlglot.exp.Expr, project: str) -> tuple[str, str] | None:
+        """A ``CREATE SCHEMA`` job's statementType / ddlOperationPerformed, read before it
+        runs: SKIP when ``IF NOT EXISTS`` finds the dataset, else CREATE."""
+        if not (isinstance(tree, sqlglot.exp.Create) and str(tree.kind).upper() == "SCHEMA"):
+            return None
+        target = tree.this  # a schema parses as a Table with db (dataset) and catalog
+        if not isinstance(target, sqlglot.exp.Table):
+            return None
+        dataset = target.db or target.name
+        in_project = target.catalog or project
+        exists = bool(tree.args.get("exists")) and dataset in self._schemas(in_project)
+        return ("CREATE_SCHEMA", "SKIP" if exists else "CREATE")
 
     def _new_job(self, project: str, body: dict[str, Any]) -> _Job:
         reference = dict(body.get("jobReference") or {})

@@ -10,6 +10,12 @@ endpoints the way Snowflake does (``/session/v1/login-request``,
 stub refuses every login with a message that echoes the login request body, the JSON
 the connector sent (the password JSON-escaped in it), the way a misbehaving proxy or
 an over-helpful error page would: the redaction tests need the secret in the error.
+
+fakesnow answers every ``CREATE SCHEMA`` with "Schema X successfully created.";
+Snowflake answers ``CREATE SCHEMA IF NOT EXISTS`` of a schema that exists with
+"X already exists, statement succeeded." (and creates nothing). The server here
+answers as Snowflake does (:func:`_answer_existing_schemas_as_snowflake`): the runner
+reads that status to report whether its copy created the target schema.
 """
 
 from __future__ import annotations
@@ -26,6 +32,47 @@ from urllib.parse import urlencode
 from fakes.http import Reply, Request, RunningServer, serve
 
 _FAKESNOW_LOCK = threading.Lock()
+_SCHEMA_EXISTS_STATUS = "SELECT '{name} already exists, statement succeeded.' AS status"
+
+
+def _answer_existing_schemas_as_snowflake() -> None:
+    """Make fakesnow's cursor answer ``CREATE SCHEMA IF NOT EXISTS`` of an existing schema
+    with Snowflake's "X already exists, statement succeeded." status (once per process)."""
+    import sqlglot
+    from fakesnow.cursor import FakeSnowflakeCursor
+    from sqlglot import exp
+
+    if getattr(FakeSnowflakeCursor, "_rocky_schema_status", False):
+        return
+    original = FakeSnowflakeCursor._execute
+
+    def existing_schema(cursor: Any, transformed: Any) -> str | None:
+        if not (
+            isinstance(transformed, exp.Create)
+            and str(transformed.args.get("kind") or "").upper() == "SCHEMA"
+            and transformed.args.get("exists")
+        ):
+            return None
+        table = transformed.find(exp.Table)
+        if table is None or not table.db:
+            return None
+        database = table.catalog or cursor._conn.database
+        row = cursor._duck_conn.execute(
+            "SELECT count(*) FROM duckdb_schemas() WHERE lower(database_name) = lower(?) "
+            "AND lower(schema_name) = lower(?)",
+            [database, table.db],
+        ).fetchone()
+        return str(table.db) if row and row[0] else None
+
+    def execute(cursor: Any, transformed: Any, params: Any = None) -> None:
+        existing = existing_schema(cursor, transformed)
+        original(cursor, transformed, params)
+        if existing is not None:
+            status = _SCHEMA_EXISTS_STATUS.format(name=existing.replace("'", "''"))
+            original(cursor, sqlglot.parse_one(status, read="duckdb"), None)
+
+    FakeSnowflakeCursor._execute = execute  # type: ignore[method-assign]
+    FakeSnowflakeCursor._rocky_schema_status = True  # type: ignore[attr-defined]
 
 
 @contextmanager
@@ -41,6 +88,7 @@ def fakesnow_server() -> Iterator[dict[str, Any]]:
     import uvicorn
 
     app = importlib.import_module("fakesnow.server").app
+    _answer_existing_schemas_as_snowflake()
     # One server at a time per process: fakesnow keeps its databases in module state.
     with _FAKESNOW_LOCK:
         with socket.socket() as sock:

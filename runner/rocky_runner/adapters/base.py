@@ -168,7 +168,7 @@ class CopyStats:
     #: The timestamp column, for the warning's text.
     timestamp_column: str = ""
     #: Whether this copy created the target catalog / schema; None when the adapter
-    #: cannot tell (``CREATE SCHEMA IF NOT EXISTS`` does not say).
+    #: cannot tell (the warehouse's answer to ``CREATE SCHEMA IF NOT EXISTS`` did not say).
     catalog_created: bool | None = None
     schema_created: bool | None = None
 

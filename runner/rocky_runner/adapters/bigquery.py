@@ -214,7 +214,12 @@ class BigQueryAdapter:
             rows=self._rows,
             dialect=DIALECT,
         )
-        for statement in statements[:-1]:
+        # CREATE SCHEMA IF NOT EXISTS: the job's ddlOperationPerformed says CREATE when it
+        # created the dataset, SKIP when the dataset was there.
+        created = {"CREATE": True, "SKIP": False}.get(
+            str(self._job(statements[0]).ddl_operation_performed or "")
+        )
+        for statement in statements[1:-1]:
             self._job(statement)
         job = self._job(statements[-1])
         if plan.mode is WriteMode.REPLACE:
@@ -230,6 +235,7 @@ class BigQueryAdapter:
             scalar=lambda query: self._rows(query)[0][0],
             dialect=DIALECT,
             not_copied=not_copied,
+            schema_created=created,
         )
 
     # --- lifecycle --------------------------------------------------------------------

@@ -160,6 +160,15 @@ class DatabricksAdapter:
         )
         return bool(rows and rows[0][0])
 
+    def _schema_exists(self, name: sql.QualifiedName) -> bool:
+        catalog = self._catalog(name.catalog)
+        rows = self._rows(
+            f"SELECT count(*) FROM {self._info_schema(catalog, 'schemata')} "
+            f"WHERE lower(catalog_name) = lower({_literal(catalog)}) "
+            f"AND lower(schema_name) = lower({_literal(name.schema)})"
+        )
+        return bool(rows and rows[0][0])
+
     def _columns(self, name: sql.QualifiedName) -> list[Column]:
         """The table's columns from ``DESCRIBE TABLE`` (full types, e.g. ``decimal(10,2)``)."""
         columns: list[Column] = []
@@ -189,6 +198,9 @@ class DatabricksAdapter:
             dialect=DIALECT,
         )
         rows = 0
+        # CREATE SCHEMA IF NOT EXISTS answers nothing either way: look first. Two copies
+        # racing to create one schema may both say so; the RunOutput counts it once.
+        created = not self._schema_exists(target)
         for statement in statements[:-1]:
             self._rows(statement)
         names, result = self._query(statements[-1])
@@ -206,6 +218,7 @@ class DatabricksAdapter:
             scalar=lambda query: self._rows(query)[0][0],
             dialect=DIALECT,
             not_copied=not_copied,
+            schema_created=created,
         )
 
     # --- lifecycle --------------------------------------------------------------------

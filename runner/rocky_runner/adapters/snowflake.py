@@ -8,7 +8,10 @@ target that does not exist yet is created under the name Snowflake would give th
 same unquoted identifier (upper case) when the name is a plain identifier, and
 verbatim otherwise. Every identifier is then quoted (see :mod:`.sql_dialect`).
 Target schemas are created when missing; a missing target database is not (that
-needs account-level privileges), so the copy fails as not-found.
+needs account-level privileges), so the copy fails as not-found. Whether a copy
+created its schema is read from the status row Snowflake answers
+``CREATE SCHEMA IF NOT EXISTS`` with ("Schema X successfully created." or "X already
+exists, statement succeeded."): of two copies racing to create it, one is told so.
 
 The connector's call-outs are switched off (cloud platform detection, out-of-band
 telemetry, session keep-alive) and every timeout is bounded by
@@ -86,6 +89,17 @@ def _type_text(data_type: str, precision: Any, scale: Any, length: Any) -> str:
             return "VARCHAR"
         return f"VARCHAR({int(length)})"
     return name
+
+
+def schema_created(status: Sequence[Sequence[Any]]) -> bool | None:
+    """Whether ``CREATE SCHEMA IF NOT EXISTS`` created the schema, from the status row
+    Snowflake answers it with; None for a status worded otherwise."""
+    text = str(status[0][0]).strip() if status and status[0] else ""
+    if text.endswith("successfully created."):
+        return True
+    if text.endswith("already exists, statement succeeded."):
+        return False
+    return None
 
 
 def target_identifier(name: str) -> str:
@@ -210,7 +224,8 @@ class SnowflakeAdapter:
             rows=self._rows,
             dialect=DIALECT,
         )
-        for statement in statements[:-1]:
+        created = schema_created(self._rows(statements[0]))  # CREATE SCHEMA IF NOT EXISTS
+        for statement in statements[1:-1]:
             self._execute(statement)
         rows = self._execute(statements[-1])
         if plan.mode is WriteMode.REPLACE:
@@ -224,6 +239,7 @@ class SnowflakeAdapter:
             scalar=lambda query: self._rows(query)[0][0],
             dialect=DIALECT,
             not_copied=not_copied,
+            schema_created=created,
         )
 
     # --- lifecycle --------------------------------------------------------------------

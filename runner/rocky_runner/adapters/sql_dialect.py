@@ -286,7 +286,9 @@ def copy_statements(
     metadata_columns: Sequence[MetadataColumn],
     dialect: DialectName,
 ) -> list[str]:
-    """The statements of one copy, in order; the last one writes the rows."""
+    """The statements of one copy, in order: the first creates the target schema when it
+    is missing (each adapter reads from its warehouse's answer whether it did), the last
+    writes the rows."""
     statements = [create_schema_sql(QualifiedName(target.catalog, target.schema), dialect)]
     if plan.mode is WriteMode.REPLACE:
         statements.append(replace_sql(target, source, metadata_columns, dialect))
@@ -358,9 +360,13 @@ def copy_stats(
     scalar: Callable[[str], object],
     dialect: DialectName,
     not_copied: RowsNotCopied | None = None,
+    schema_created: bool | None = None,
 ) -> CopyStats:
     """What a copy did, reading the watermark (``MAX`` of the timestamp column) through
-    ``scalar``, which runs one query and returns its single value."""
+    ``scalar``, which runs one query and returns its single value. ``schema_created``:
+    whether the copy's ``CREATE SCHEMA IF NOT EXISTS`` created the target schema (None:
+    the warehouse did not say). The remote adapters never create a catalog (a Snowflake
+    database, a BigQuery project, a Unity Catalog catalog)."""
     watermark = None
     if any(c.casefold() == timestamp_column.casefold() for c in final_columns):
         watermark = render_watermark(scalar(max_sql(target, timestamp_column, dialect)))
@@ -374,4 +380,6 @@ def copy_stats(
         drift=plan.actions(),
         not_copied=not_copied,
         timestamp_column=timestamp_column,
+        catalog_created=False,
+        schema_created=schema_created,
     )
