@@ -124,12 +124,15 @@ def test_simulated_replicas_never_both_act() -> None:
             read_version = store["version"]
             record = store["record"]
             assert record is None or isinstance(record, LeaseRecord)
-            seen[who] = observe(seen[who], record, now)
-            d = decide(identity=who, seen=seen[who], now=now, last_renewed=renewed[who], timings=T)
+            observation = observe(seen[who], record, now)
+            seen[who] = observation
+            d = decide(
+                identity=who, seen=observation, now=now, last_renewed=renewed[who], timings=T
+            )
             if d.action is Action.STAND_DOWN:
                 renewed[who] = None
             elif d.action in (Action.CREATE, Action.TAKE_OVER, Action.RENEW):
-                # The write lands after a delay, unless another write came first (409).
+                # The write lands unless another write came first (409).
                 # A write fails now and then (a timeout, a partition: the leader keeps
                 # believing it leads until its renew deadline).
                 if store["version"] == read_version and rng.random() > 0.1:
