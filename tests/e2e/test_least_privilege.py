@@ -106,7 +106,16 @@ def chart_operator(
     release = f"lp{secrets.token_hex(3)}"
     system_ns = f"{release}-system"
     rest.post("/api/v1/namespaces", {"metadata": {"name": system_ns}})
-    manifests = [m for m in _render(helm, release, system_ns, namespace) if m["kind"] in RBAC_KINDS]
+    rendered = _render(helm, release, system_ns, namespace)
+    manifests = [m for m in rendered if m["kind"] in RBAC_KINDS]
+    # The chart's leader election (a Lease in the release namespace, its own Role) as deployed.
+    deployment = next(m for m in rendered if m["kind"] == "Deployment")
+    election = tuple(
+        arg
+        for arg in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        if arg.startswith(("--leader-election-", "--lease-", "--renew-", "--retry-"))
+    )
+    assert f"--leader-election-namespace={system_ns}" in election, election
     kubectl(control_plane, "apply", "-f", "-", input=yaml.safe_dump_all(manifests))
     account = next(
         m["metadata"]["name"]
@@ -125,7 +134,7 @@ def chart_operator(
         control_plane,
         namespace,
         tmp_path / "operator.log",
-        extra_args=("--stuck-grace-seconds", "2"),
+        extra_args=("--stuck-grace-seconds", "2", *election),
         env={"KUBECONFIG": str(kubeconfig), "ROCKY_SCHEDULE_POLL_SECONDS": "1"},
     )
     username = f"system:serviceaccount:{system_ns}:{account}"
