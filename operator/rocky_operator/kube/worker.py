@@ -47,7 +47,7 @@ from rocky_operator.logic.pods import LABEL_RUN, PodSettings, aborted_attempt
 from rocky_operator.logic.policy import RunPolicy
 from rocky_operator.logic.spec_change import edit_to_acknowledge
 from rocky_operator.logic.status import status_document
-from rocky_operator.logic.tables import PlannedTable
+from rocky_operator.logic.tables import Exclusion, PlannedTable
 from rocky_operator.logic.write_groups import FileAccess, write_groups
 
 if TYPE_CHECKING:
@@ -75,6 +75,8 @@ class RunWorker:
     policy: RunPolicy | None = None
     tables: list[PlannedTable] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
+    excluded: list[Exclusion] = field(default_factory=list)
+    """Requested tables the plan left out (missing from the source, views)."""
     journal: dict[tuple[str, int], Attempt] = field(default_factory=dict)
     status: RockyRunStatus = field(default_factory=RockyRunStatus)
     start_time: datetime | None = None
