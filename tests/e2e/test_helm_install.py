@@ -131,6 +131,10 @@ def installed(
     kubeconfig = tmp_path / "operator.kubeconfig"
     values = {
         "watchNamespaces": [namespace],
+        # One replica: the node agent runs pods as host processes, so a second replica would
+        # bind the same metrics port (two replicas are tested in test_leader_election.py).
+        # It still runs with the chart's leader election (its Lease, its Role).
+        "replicas": 1,
         "metrics": {"port": port},
         "operator": {
             "extraArgs": ["--metrics-host=127.0.0.1", "--batch-seconds=0.2"],
