@@ -38,6 +38,7 @@ from rocky_operator.logic.tables import (
     plan_tables,
 )
 from rocky_runner.contract import FailureKind
+from rocky_runner.redact_stream import redacted_std_streams
 
 
 def _redactor(manifest: Manifest) -> Callable[[str], str]:
@@ -100,7 +101,9 @@ def execute(
     started = clock()
     spec = manifest.spec
     try:
-        planned, excluded = discover(manifest)
+        # Discovery runs the connector in this process: what it prints is redacted too.
+        with redacted_std_streams(_redactor(manifest), stdout=False):
+            planned, excluded = discover(manifest)
     except Exception as exc:  # the run's boundary: any discovery failure ends it as a failure
         kind = discovery_failure_kind(exc)
         message = _redactor(manifest)(f"discovery failed: {type(exc).__name__}: {exc}")
