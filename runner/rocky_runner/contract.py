@@ -124,6 +124,10 @@ SECRET_ENV_NAMES: tuple[str, ...] = (
     ENV_SNOWFLAKE_PRIVATE_KEY,
     ENV_BIGQUERY_CREDENTIALS,
 )
+#: Comma-separated names of further variables whose values are secret: the run's own
+#: ``runner.env`` entries taken from Secrets (``valueFrom.secretKeyRef``, e.g. a proxy
+#: password), which the pod builder lists here. Redacted like the credentials.
+ENV_REDACT_ENV = "ROCKY_REDACT_ENV"
 
 
 class TableRef(BaseModel):

@@ -29,7 +29,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from urllib.parse import quote, quote_plus
 
-from rocky_runner.contract import SECRET_ENV_NAMES
+from rocky_runner.contract import ENV_REDACT_ENV, SECRET_ENV_NAMES
 
 MASK = "***"
 #: A run of this many characters of a secret (in any of its forms) is masked wherever
@@ -134,8 +134,11 @@ class Redactor:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Redactor:
         """Every value of the contract's credential variables (the raw variables, so even
-        a credential the runner fails to parse is redacted)."""
-        return cls(v for name in SECRET_ENV_NAMES if (v := environ.get(name)))
+        a credential the runner fails to parse is redacted), and of the variables that
+        ``ROCKY_REDACT_ENV`` names (the run's own Secret-sourced env)."""
+        listed = (n.strip() for n in environ.get(ENV_REDACT_ENV, "").split(","))
+        names = (*SECRET_ENV_NAMES, *(n for n in listed if n))
+        return cls(v for name in names if (v := environ.get(name)))
 
     def extended(self, secrets: Iterable[str]) -> Redactor:
         """A redactor that also knows ``secrets`` (e.g. read from credential files)."""

@@ -64,3 +64,70 @@ def test_a_clipped_secret_in_duckdb_sql_leaves_no_fragment(tmp_path: Path) -> No
         assert "LINE 1: ..." in err, (pad, err[-2000:])
         leaks = find_leaks({"s": SECRET}, [out, err, result.read_text(errors="replace")])
         assert leaks == [], (pad, [(leak.shape, leak.context(err)) for leak in leaks])
+
+
+def test_secret_sourced_runner_env_is_listed_for_redaction() -> None:
+    """A run's own env from a Secret (a proxy password, say) is named in
+    ROCKY_REDACT_ENV on its pods; plain values are not."""
+    from rocky_operator.api.spec import RockyRunSpec
+    from rocky_operator.logic.pod_manifest import RunnerDefaults, runner_pod_spec
+    from rocky_runner.contract import ENV_REDACT_ENV
+
+    spec = RockyRunSpec.model_validate({
+        "adapter": {"type": "duckdb", "duckdb": {"path": "/data/w.duckdb"}},
+        "source": {"schemaPattern": {"components": ["tenant"]}},
+        "target": {"catalogTemplate": "t", "schemaTemplate": "s"},
+        "runner": {"env": [
+            {"name": "PROXY_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "p", "key": "k"}}},
+            {"name": "AWS_KEY", "valueFrom": {"secretKeyRef": {"name": "a", "key": "k"}}},
+            {"name": "HTTPS_PROXY", "value": "http://etl:$(PROXY_PASSWORD)@proxy:3128"},
+            {"name": "REGION", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "r"}}},
+        ]},
+    })  # fmt: skip
+    pod = runner_pod_spec(spec, RunnerDefaults(), first_env={"ROCKY_TASK": "{}"}, command=["x"])
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env[ENV_REDACT_ENV]["value"] == "AWS_KEY,PROXY_PASSWORD"
+    plain = RockyRunSpec.model_validate({**spec.model_dump(by_alias=True), "runner": {}})
+    pod = runner_pod_spec(plain, RunnerDefaults(), first_env={"ROCKY_TASK": "{}"}, command=["x"])
+    assert ENV_REDACT_ENV not in {e["name"] for e in pod["containers"][0]["env"]}
+
+
+_PROXY_ERROR = """
+import sys
+import rocky_runner.adapters.base as base
+import rocky_runner.main as main
+
+def open_adapter(settings, credentials, *, timeout_seconds):
+    import os, logging
+    proxy = os.environ["HTTPS_PROXY"]
+    logging.getLogger("urllib3.connectionpool").warning("Retrying via %s", proxy)
+    raise ConnectionError(f"ProxyError: Unable to connect to proxy {proxy}")
+
+base.open_adapter = open_adapter
+sys.exit(main.run(__import__("os").environ))
+"""
+
+
+def test_a_secret_sourced_env_value_is_redacted_by_the_runner(tmp_path: Path) -> None:
+    """The runner masks the values ROCKY_REDACT_ENV names, also inside another variable
+    that embeds them (a proxy URL built with $(PROXY_PASSWORD))."""
+    password = "pr'ox\"y\\-pässwörd-☃-QZXJV"
+    result = tmp_path / "result"
+    task = {
+        "asset_key": ["duckdb", "acme", "orders"],
+        "source": {"schema": "src__acme", "table": "orders"},
+        "target": {"schema": "stg", "table": "orders"},
+        "adapter": {"type": "duckdb", "duckdb": {"path": str(tmp_path / "w.duckdb")}},
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROCKY_")}
+    env |= {"ROCKY_TASK": json.dumps(task), "ROCKY_RESULT_PATH": str(result),
+            "ROCKY_REDACT_ENV": "PROXY_PASSWORD", "PROXY_PASSWORD": password,
+            "HTTPS_PROXY": f"http://etl:{password}@127.0.0.1:9"}  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", _PROXY_ERROR], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+    message = decode_result(result.read_bytes())
+    assert message.failure_kind == "connection-failed", message
+    assert "Unable to connect to proxy http://etl:***@127.0.0.1:9" in (message.error or "")
+    assert "Retrying via" in proc.stderr
+    leaks = find_leaks({"p": password}, [proc.stdout, proc.stderr, result.read_text()])
+    assert leaks == [], [(leak.shape, leak.context(proc.stderr)) for leak in leaks]

@@ -23,7 +23,12 @@ from rocky_operator.logic.pods import (
     LABEL_TABLE,
 )
 from rocky_operator.logic.tables import PlannedTable, attempt_name
-from rocky_runner.contract import DEFAULT_RESULT_PATH, ENV_RESULT_PATH, ENV_TASK
+from rocky_runner.contract import (
+    DEFAULT_RESULT_PATH,
+    ENV_REDACT_ENV,
+    ENV_RESULT_PATH,
+    ENV_TASK,
+)
 
 
 def owner_reference(run_name: str, run_uid: str) -> dict[str, Any]:
@@ -100,6 +105,18 @@ def runner_pod_spec(
         env.append(
             {"name": env_name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
         )
+    # The run's own env from Secrets: the runner redacts their values too.
+    secret_sourced = sorted(
+        {
+            item["name"]
+            for item in runner.env or []
+            if isinstance(item.get("name"), str)
+            and isinstance(item.get("valueFrom"), dict)
+            and item["valueFrom"].get("secretKeyRef")
+        }
+    )
+    if secret_sourced:
+        env.append({"name": ENV_REDACT_ENV, "value": ",".join(secret_sourced)})
     env.extend(runner.env or [])
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
