@@ -6,7 +6,7 @@ process of its own, forked from this server: a crash, SIGKILL or OOM kill of one
 runner ends that process only, and the server reports it like any other exit.
 
 What makes forking safe here: the server only imports modules. It never opens a
-connection, starts a thread (``threading.active_count()`` is checked before every fork)
+connection, starts a thread (native threads counted in /proc/self/task before every fork)
 or touches a DuckDB database, so a child starts with no connection, no thread pool and
 no lock it did not take itself. ``--preload`` names the adapters whose modules (and so
 their client libraries' top-level imports) are loaded before the first fork.
@@ -70,6 +70,15 @@ def die_with_parent(parent_pid: int) -> None:
         return
     if os.getppid() != parent_pid:
         os._exit(1)
+
+
+def native_threads() -> int:
+    """This process's threads, native ones included (a client library's thread pool
+    that Python's ``threading`` does not know of); 1 where /proc cannot tell."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
 
 
 def preload(adapters: Iterable[str]) -> None:
@@ -149,7 +158,7 @@ class Server:
             data = data[os.write(self.reports, data) :]
 
     def start(self, runner_id: str, env: dict[str, str], log_path: str) -> None:
-        if threading.active_count() != 1:  # forking with threads would copy their locks
+        if native_threads() != 1:  # forking with threads would copy their locks
             raise RuntimeError("fork server has threads; refusing to fork")
         sys.stdout.flush()
         sys.stderr.flush()
@@ -242,6 +251,20 @@ def main(argv: list[str] | None = None) -> int:
     requests, reports = os.dup(0), os.dup(1)
     os.dup2(2, 1)
     preload(adapters)
+    if native_threads() != 1 and adapters:
+        # An adapter's client library started threads on import (e.g. a BLAS pool
+        # under pandas): forking them is unsafe. Start again warming only the runner's
+        # own modules; each runner then imports the adapter itself, after the fork.
+        sys.stderr.write(
+            f"rocky-runner fork server: importing {','.join(adapters)} started "
+            f"{native_threads() - 1} thread(s); preloading the runner's modules only\n"
+        )
+        sys.stderr.flush()
+        os.dup2(reports, 1)
+        os.execv(sys.executable, [sys.executable, "-m", "rocky_runner.forkserver"])
+    if native_threads() != 1:
+        sys.stderr.write("rocky-runner fork server: threads after import; cannot fork\n")
+        return 1
     Server(requests, reports).serve()
     return 0
 

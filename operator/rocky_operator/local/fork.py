@@ -115,16 +115,20 @@ class ForkServer:
         assert server._stdout is not None
         os.set_blocking(server._stdout.fileno(), False)
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while not server._ready:
+        while True:
             server.pump()
+            # Checked after every read: waiting once more after the "ready" line was
+            # read would block until the deadline (nothing else arrives before a start).
+            if server._ready:
+                return server
             if not server.alive:
                 server.close()
                 raise ForkServerError(f"the runner fork server exited; see {log_path}")
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 server.close()
                 raise ForkServerError(f"the runner fork server did not start; see {log_path}")
-            server.wait_readable(deadline - time.monotonic())
-        return server
+            server.wait_readable(left)
 
     def fileno(self) -> int:
         """Readable when the server reported something (a runner started or ended)."""
