@@ -11,7 +11,9 @@ looked for
 - URL-encoded (``quote`` and ``quote_plus``, upper- or lower-case hex);
 - base64 (standard and URL-safe) of the raw UTF-8 and of the JSON-escaped form, at each
   of the three byte alignments: every :data:`B64_WINDOW` characters of such an encoding
-  spell 6 bytes of the secret (a JWT header carries a key id this way).
+  spell 6 bytes of the secret (a JWT header carries a key id this way). So a secret of
+  fewer than 9 bytes, base64-encoded at an unlucky alignment, may show only 3 bytes' worth
+  of whole base64 characters, which is below the fragment size and not looked for.
 
 A PEM secret is looked for without its armour lines (``-----BEGIN ...``), which are the
 same in every key. Pure; no pytest.
