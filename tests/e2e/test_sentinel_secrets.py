@@ -15,9 +15,10 @@ runs.
 Everything the runs leave behind is then grepped with tests/support/leaks.py (every
 6-character fragment of each secret: exact, case-folded, JSON-escaped, repr, URL-encoded,
 base64 at every alignment): each RockyRun whole (status included), the namespace's
-Events and ConfigMaps, every version of every pod the watch saw (termination messages),
-the pods' logs through the API and the node agent's log and termination files (the
-discovery pods are deleted once read), and the operator's log and metrics. The fakes'
+Events and ConfigMaps (the RunOutput unpacked), every version of every pod the watch
+saw (termination messages), each pod's log through the API (pods/log, read as the watch
+sees it terminate: the operator deletes finished pods) and the node agent's log and
+termination files of every pod, and the operator's log and metrics. The fakes'
 own request logs prove each secret really was sent and echoed.
 
 DuckDB takes no credential, and the task document is the pod's first environment
@@ -67,6 +68,7 @@ class PodWatch:
         self.core = client.CoreV1Api(api)
         self.namespace = namespace
         self.versions: list[dict[str, Any]] = []
+        self.logs: dict[str, str] = {}
         self._stop = threading.Event()
         self._watch = watch.Watch()  # type: ignore[no-untyped-call]
         self._thread = threading.Thread(target=self._run, daemon=True, name="pod-watch")
@@ -84,11 +86,22 @@ class PodWatch:
                 ):
                     pod = self.core.api_client.sanitize_for_serialization(event["object"])
                     self.versions.append(pod)
+                    self._read_log(pod)
                     version = pod["metadata"].get("resourceVersion", version)
                     if self._stop.is_set():
                         break
             except Exception:  # watch expired or the API hiccuped: list again
                 version = ""
+
+    def _read_log(self, pod: dict[str, Any]) -> None:
+        """A terminated pod's log through the API (pods/log), once, while it exists (the
+        operator deletes finished pods; the node agent's files keep every log anyway)."""
+        name = pod["metadata"]["name"]
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        if name in self.logs or not any((c.get("state") or {}).get("terminated") for c in statuses):
+            return
+        with contextlib.suppress(Exception):
+            self.logs[name] = self.core.read_namespaced_pod_log(name, self.namespace)
 
     def __enter__(self) -> PodWatch:
         self._thread.start()
@@ -118,9 +131,8 @@ def _everything(
             texts[label] = raw.decode("utf-8", "replace")
     for i, pod in enumerate(pods.versions):
         texts[f"pod watch #{i} {pod['metadata']['name']}"] = json.dumps(pod, ensure_ascii=False)
-    for pod in json.loads(texts["kubectl get pods"])["items"]:
-        name = pod["metadata"]["name"]
-        texts[f"pods/log {name}"] = kubectl(cp, "-n", namespace, "logs", name, check=False).stdout
+    for name, log in pods.logs.items():
+        texts[f"pods/log {name}"] = log
     for path in sorted((cp.node_work_dir / "pods").glob(f"{namespace}_*/*")):
         if path.is_file():
             texts[f"node agent {path.parent.name}/{path.name}"] = path.read_text(errors="replace")
@@ -198,8 +210,21 @@ def test_no_fragment_of_a_sentinel_secret_leaves_the_pods(
         for leak in finder(text):
             found.append((label, leak.secret_name, leak.shape, leak.context(text)))
     assert found == [], "\n".join(map(repr, found[:40]))
+    agent_logs = [t for label, t in texts.items() if label.startswith("node agent")]
+    assert sum("Traceback" in t for t in agent_logs) >= len(runs), "runner tracebacks were read"
+    pod_logs = sum(1 for label in texts if label.startswith("pods/log"))
+    terminated = [
+        c["state"]["terminated"]["message"]
+        for p in pods.versions
+        for c in (p.get("status") or {}).get("containerStatuses") or []
+        if ((c.get("state") or {}).get("terminated") or {}).get("message")
+    ]
+    assert terminated, "the watch saw termination messages"
     unpacked = [t for label, t in texts.items() if label.endswith("(unpacked)")]
     assert len(unpacked) >= len(runs), "every run's output ConfigMap was read"
     assert any(ECHOED["sf"] in t for t in unpacked)
     scanned = sum(len(t) for t in texts.values())
-    print(f"\nscanned {len(texts)} texts, {scanned} characters: no fragment of any secret")
+    print(
+        f"\nscanned {len(texts)} texts ({pod_logs} pod logs read through the API), "
+        f"{scanned} characters: no fragment of any secret"
+    )
