@@ -150,3 +150,42 @@ async def test_a_leader_whose_renewals_hang_stands_down_at_the_renew_deadline(
         hang.set()
     finally:
         await client.close()
+
+
+async def test_the_watchdog_stands_down_while_the_event_loop_is_blocked(
+    store: tuple[LeaseStore, str],
+) -> None:
+    """A pass that blocks the loop past the renew deadline: hold() cannot run, the
+    watchdog thread still calls the stand-down (in the operator: os._exit) in time."""
+    _lease, url = store
+    client = _client(url)
+    a = LeaderElector(client, "ns", "lease", "a", FAST)
+    try:
+        await asyncio.wait_for(a.acquire(), 5)
+        fired: list[tuple[float, str]] = []
+        acquired = time.monotonic()
+        a.start_watchdog(lambda reason: fired.append((time.monotonic(), reason)), interval=0.02)
+        deadline = time.monotonic() + 5
+        while not fired and time.monotonic() < deadline:
+            time.sleep(0.01)  # noqa: ASYNC251 - blocking the loop is the point: no renewal runs
+        assert fired, "the watchdog never fired"
+        assert "renew deadline" in fired[0][1]
+        assert FAST.renew_deadline <= fired[0][0] - acquired < FAST.lease_duration
+    finally:
+        await client.close()
+
+
+async def test_release_stops_the_watchdog(store: tuple[LeaseStore, str]) -> None:
+    _lease, url = store
+    client = _client(url)
+    a = LeaderElector(client, "ns", "lease", "a", FAST)
+    try:
+        await asyncio.wait_for(a.acquire(), 5)
+        fired: list[str] = []
+        stop = a.start_watchdog(fired.append, interval=0.02)
+        await a.release()
+        assert stop.is_set()
+        await asyncio.sleep(FAST.renew_deadline + 0.2)
+        assert fired == []
+    finally:
+        await client.close()

@@ -327,15 +327,21 @@ async def lead_then_operate(
     elector = LeaderElector(runtime.client, namespace, name, identity, timings)
     await runtime.start()
     await elector.acquire()
+
+    def stand_down(reason: str) -> None:
+        logging.getLogger(__name__).critical(
+            "leader election: %s stands down: %s; exiting", identity, reason
+        )
+        logging.shutdown()
+        os._exit(LOST_LEADERSHIP_EXIT)
+
+    # Also from a thread: a blocked event loop must not keep an expired leader acting.
+    elector.start_watchdog(stand_down)
     operator = asyncio.ensure_future(operate())
     holder = asyncio.ensure_future(elector.hold())
     await asyncio.wait({operator, holder}, return_when=asyncio.FIRST_COMPLETED)
     if holder.done():
-        logging.getLogger(__name__).critical(
-            "leader election: %s stands down: %s; exiting", identity, holder.result()
-        )
-        logging.shutdown()
-        os._exit(LOST_LEADERSHIP_EXIT)
+        stand_down(holder.result())
     holder.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await holder

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -75,6 +76,7 @@ class LeaderElector:
         self._doc: dict[str, Any] | None = None
         self.last_renewed: float | None = None
         self.acquired_at: float | None = None
+        self._watchdog_stop: threading.Event | None = None
 
     @property
     def path(self) -> str:
@@ -205,8 +207,35 @@ class LeaderElector:
                 self.last_renewed = None
                 return decision.reason
 
+    def start_watchdog(
+        self, on_expired: Callable[[str], None], *, interval: float = 0.25
+    ) -> threading.Event:
+        """A thread that calls ``on_expired`` once the renew deadline passes without a
+        renewal, or leadership ends other than by :meth:`release`.
+
+        :meth:`hold` runs in the event loop; a loop blocked by a long pass (or a stuck
+        handler) would not notice the deadline until it runs again, and the run workers might
+        act first. The thread runs whatever the loop does (the operator holds the GIL only in
+        short slices). Returns the Event that stops it (set by :meth:`release`)."""
+        stop = self._watchdog_stop = threading.Event()
+        deadline = self.timings.renew_deadline
+        reason = f"no renewal succeeded within the renew deadline ({deadline:g} s)"
+
+        def watch() -> None:
+            while not stop.wait(interval):
+                renewed = self.last_renewed
+                if renewed is None or self._clock() - renewed >= deadline:
+                    if not stop.is_set():
+                        on_expired(reason)
+                    return
+
+        threading.Thread(target=watch, name="lease-watchdog", daemon=True).start()
+        return stop
+
     async def release(self) -> None:
         """Give the Lease up (graceful shutdown): empty holder, so a standby takes it now."""
+        if self._watchdog_stop is not None:
+            self._watchdog_stop.set()
         if not self.leading or self._doc is None:
             return
         self.last_renewed = None
