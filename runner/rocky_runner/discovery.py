@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rocky_runner.adapters.base import RELATION_TABLE, RELATION_VIEW, Credentials, open_adapter
+from rocky_runner.contract import FailureKind
 
 __all__ = [
     "MISSING",
@@ -26,6 +27,7 @@ __all__ = [
     "DiscoveredTable",
     "Discovery",
     "ExcludedTable",
+    "classify_discovery_failure",
     "discover",
     "discover_tables",
     "parse_schema_name",
@@ -196,3 +198,15 @@ def discover(
 def excluded_reason(kind: str) -> str:
     """``excluded_tables[*].reason`` of a relation of this kind that is not replicated."""
     return VIEW if kind == RELATION_VIEW else f"{UNSUPPORTED_PREFIX}{kind}"
+
+
+def classify_discovery_failure(exc: BaseException) -> FailureKind:
+    """The failure_kind of an exception raised by :func:`discover`, exactly as a discovery
+    pod classifies it (the runner's classifier over the exception chain), so a local run
+    and a cluster run name the same failure the same way."""
+    from rocky_runner.classify import classify_exception
+
+    try:
+        return classify_exception(exc)
+    except Exception:  # a classifier that trips over an odd exception must not hide it
+        return FailureKind.UNKNOWN

@@ -71,10 +71,9 @@ def test_no_fragment_of_a_sentinel_secret_in_a_local_run(tmp_path: Path) -> None
                     texts[f"{name} {path.name}"] = path.read_text(errors="replace")
             output = json.loads(out)
             summary = json.dumps(output)
-            if name.endswith("-copy"):
-                # Local discovery failures of a connector are "unknown" (the executor
-                # does not import the runner's classifier); a copy's are classified.
-                assert "auth-failed" in summary, (name, output)
+            # Discovery failures are classified as a discovery pod classifies them.
+            kinds = {e["failure_kind"] for e in output["errors"]}
+            assert kinds == {"auth-failed"}, (name, output)
             marker = ECHOED[name.split("-")[0] if name != "sf-bad-key" else name]
             assert marker in summary, (name, output)
         # The fakes were sent the secrets (so an echo carried them).

@@ -50,18 +50,13 @@ def _redactor(manifest: Manifest) -> Callable[[str], str]:
 
 
 def discovery_failure_kind(exc: BaseException) -> FailureKind:
-    """The kind of a discovery failure, as far as the operator side may tell.
+    """The kind of a discovery failure, the same as a discovery pod reports it: the
+    runner's classifier (through its public discovery API) over the exception chain, e.g.
+    a missing DuckDB file is connection-failed and a refused login auth-failed. Either
+    way the run fails with exit code 1."""
+    from rocky_runner.discovery import classify_discovery_failure
 
-    The runner's own errors say their kind (``ClassifiedError.failure_kind``, e.g. a
-    missing DuckDB file is connection-failed); connector exceptions would need the
-    runner's classifier, which the operator does not import (``.importlinter``), so
-    they are ``unknown``. Either way the run fails with exit code 1.
-    """
-    for link in (exc, exc.__cause__, exc.__context__):
-        kind = getattr(link, "failure_kind", None)
-        if isinstance(kind, FailureKind):
-            return kind
-    return FailureKind.UNKNOWN
+    return classify_discovery_failure(exc)
 
 
 def discover(manifest: Manifest) -> tuple[list[PlannedTable], list[Exclusion]]:
