@@ -329,7 +329,8 @@ NO_RETRIES = {
 
 
 def small_run(name: str, warehouse: Path, **spec: Any) -> dict[str, Any]:
-    """A RockyRun over schema src__acme of `warehouse`, no retries, everything in parallel."""
+    """A RockyRun over the src__<table> schemas of `warehouse` (one target file per table),
+    no retries, everything in parallel."""
     return {
         "apiVersion": "rocky.dev/v1alpha1",
         "kind": "RockyRun",
@@ -354,10 +355,12 @@ def small_warehouse(tmp_path: Path) -> Path:
     path.parent.mkdir(parents=True)
     con = duckdb.connect(str(path))
     try:
-        con.execute("CREATE SCHEMA src__acme")
+        # One source schema per table, so each table has its own target catalog file and
+        # the write groups (one writer per DuckDB file) let all four run at once.
         for table in HOOK_TABLES:
+            con.execute(f"CREATE SCHEMA src__{table}")
             con.execute(
-                f"CREATE TABLE src__acme.{table} AS SELECT range AS id, "
+                f"CREATE TABLE src__{table}.{table} AS SELECT range AS id, "
                 "TIMESTAMP '2026-01-01' AS _fivetran_synced FROM range(3)"
             )
     finally:
@@ -373,12 +376,6 @@ def run_pods(rest: Rest, namespace: str, run: str) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.mark.xfail(
-    reason="write groups (issue 10 case 16) now run the 4 hook tables, which share one DuckDB "
-    "target file, one at a time; the test waits for 4 running pods at once and needs one target "
-    "file per table (open)",
-    strict=False,
-)
 def test_oom_killed_evicted_and_deleted_pods_are_classified(
     control_plane: ControlPlane,
     namespace: str,
