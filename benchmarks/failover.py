@@ -135,7 +135,7 @@ def main() -> int:
     print(
         f"run Complete {time.monotonic() - t:.0f} s after the last kill: attempts "
         f"{status['tables']['attempts']} of {args.tables} tables; attempt pods created "
-        f"{len(creates)}, twice {twice} (target 0), 409s on pod creates {conflicts}"
+        f"{len(creates)}, twice {twice} (target 0), 409s on attempt pod creates {conflicts}"
     )
     return 0
 
