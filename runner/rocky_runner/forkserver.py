@@ -41,6 +41,7 @@ import select
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -122,9 +123,12 @@ def _run_child(server_pid: int, inherited: list[int], env: dict[str, str], log_p
         os.environ.clear()
         os.environ.update(env)
         atexit._clear()  # the server's exit handlers are not the runner's
-        from rocky_runner.main import run
+        import rocky_runner.main as runner_main
 
-        code = run(os.environ)
+        # The runner falls back to its import time where the kernel cannot say when the
+        # process started, and never counts from before it: for us that is now, the fork.
+        runner_main._IMPORTED = time.monotonic()
+        code = runner_main.run(os.environ)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:  # the child must never return into the server's loop

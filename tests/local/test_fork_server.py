@@ -216,3 +216,17 @@ def test_server_is_ready_without_waiting_for_its_deadline(tmp_path: Path) -> Non
     finally:
         server.close()
     assert server.process.returncode == 0
+
+
+def test_duration_counts_from_the_fork_not_from_the_server_start(tmp_path: Path) -> None:
+    """duration_ms is the table's real cost from its process's start: for a forked runner
+    the fork. At concurrency 1 the tables' durations cannot add up to more than the run."""
+    warehouse = _warehouse(tmp_path)
+    manifest = write_manifest(tmp_path / "run.yaml", _doc(warehouse, concurrency=1))
+    began = time.monotonic()
+    result = run(manifest, _options("fork", tmp_path / "logs"))
+    took_ms = (time.monotonic() - began) * 1000
+    assert result.code == 0, result.stderr
+    durations = [m["duration_ms"] for m in result.output["materializations"]]
+    assert len(durations) == len(TENANTS)
+    assert 0 < sum(durations) <= took_ms, (durations, took_ms)

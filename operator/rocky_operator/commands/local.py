@@ -61,8 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--fork-server",
-        action="store_true",
-        help="experimental: fork each runner from one warm runner process",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fork each table's runner process from one warm runner process per run "
+        "(default; the interpreter start and imports are paid once); --no-fork-server "
+        "starts a new interpreter per table",
     )
 
 

@@ -45,11 +45,12 @@ class LocalOptions:
     """Where each table's final result is appended as soon as it is known (``--journal``);
     default :func:`~rocky_operator.local.journal.default_journal_path` of the run name.
     ``--resume-from`` accepts it, so a killed run can be resumed."""
-    fork_server: bool = False
+    fork_server: bool = True
     """Fork each runner from one warm runner process per run (its interpreter start and
-    imports paid once; each table still in a process of its own). Only with the default
-    ``runner_command``. Off by default: from the CLI the server hangs (under investigation);
-    False: a new interpreter per table."""
+    imports paid once; each table still in a process of its own, with the same
+    environment, signals, death with the executor and result protocol). Only with the
+    default ``runner_command``; falls back to a new interpreter per table if the server
+    cannot start. False (``--no-fork-server``): a new interpreter per table."""
 
 
 def runner_env(manifest: Manifest) -> dict[str, str]:
