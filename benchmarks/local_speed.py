@@ -9,6 +9,9 @@ files may run side by side):
 
 - ``loop``: one Python process, one DuckDB connection, the target files ATTACHed, a
   ``CREATE OR REPLACE TABLE ... AS SELECT * FROM ...`` per table (in-process speed);
+- ``reopen``: the same loop, but every table opens its own connection, ATTACHes its
+  source and target, CHECKPOINTs and closes (what each runner does; the floor for any
+  mode that keeps one process, and so one DuckDB open, per table);
 - ``spawn-c1``: ``rocky-operator local --no-fork-server`` at concurrency 1 (a new
   interpreter per table);
 - ``fork-c1``: ``rocky-operator local`` at concurrency 1 (each table's runner forked
@@ -19,8 +22,8 @@ Fairness: every side starts from no target files; the order of the sides rotates
 repetition (``--repeat``, at least 3); every local run is checked to have copied every
 table (exit 0). Wall time is from starting the process (or the loop) to its end, so
 discovery, planning and the interpreter start are in. Printed: each run, then the
-median per side and the ratios fork-c1 / loop (target <= 3), spawn-c1 / fork-c1 and
-fork-c1 / fork-c4 (> 1: concurrency helps).
+median per side and the ratios fork-c1 / loop (target <= 3), fork-c1 / reopen,
+spawn-c1 / fork-c1 and fork-c1 / fork-c4 (> 1: concurrency helps).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from pathlib import Path
 import duckdb
 import yaml
 
-SIDES = ("loop", "spawn-c1", "fork-c1", "fork-c4")
+SIDES = ("loop", "reopen", "spawn-c1", "fork-c1", "fork-c4")
 CLI = (sys.executable, "-m", "rocky_operator.cli", "local")
 
 
@@ -96,6 +99,21 @@ def run_loop(warehouse: Path, names: list[tuple[str, str]]) -> None:
             )
 
 
+def run_reopen(warehouse: Path, names: list[tuple[str, str]]) -> None:
+    """Per table: connect, ATTACH source and target, CTAS, CHECKPOINT, close."""
+    for schema, table in names:
+        tenant = schema.split("__")[1]
+        with contextlib.closing(duckdb.connect()) as conn:
+            conn.execute(f"ATTACH '{warehouse}' AS src (READ_ONLY)")
+            conn.execute(f"ATTACH '{warehouse.parent / f'{tenant}_wh.duckdb'}' AS tgt")
+            conn.execute("CREATE SCHEMA IF NOT EXISTS tgt.staging__shop")
+            conn.execute(
+                f"CREATE OR REPLACE TABLE tgt.staging__shop.{table} AS "
+                f"SELECT * FROM src.{schema}.{table}"
+            )
+            conn.execute("CHECKPOINT tgt")
+
+
 def run_local(path: Path, fork: bool, tables: int, env: dict[str, str]) -> None:
     args = [*CLI, str(path)] + ([] if fork else ["--no-fork-server"])
     done = subprocess.run(args, capture_output=True, env=env, check=False)
@@ -122,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     c1, c4 = manifest(work / "c1.yaml", warehouse, 1), manifest(work / "c4.yaml", warehouse, 4)
     sides: dict[str, Callable[[], None]] = {
         "loop": lambda: run_loop(warehouse, names),
+        "reopen": lambda: run_reopen(warehouse, names),
         "spawn-c1": lambda: run_local(c1, False, args.tables, env),
         "fork-c1": lambda: run_local(c1, True, args.tables, env),
         "fork-c4": lambda: run_local(c4, True, args.tables, env),
@@ -144,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     ratios = {
         "fork-c1 / loop (target <= 3)": median["fork-c1"] / median["loop"],
         "spawn-c1 / loop": median["spawn-c1"] / median["loop"],
+        "reopen / loop (a DuckDB open per table)": median["reopen"] / median["loop"],
+        "fork-c1 / reopen": median["fork-c1"] / median["reopen"],
         "spawn-c1 / fork-c1": median["spawn-c1"] / median["fork-c1"],
         "fork-c1 / fork-c4 (> 1: c4 faster)": median["fork-c1"] / median["fork-c4"],
     }
