@@ -4,7 +4,7 @@
 
 NODE AGENT MODE: --synthetic-results (pods end at once with a valid synthetic result), so what
 is measured is the operators' handover, not runner CPU. Two `rocky-operator run` replicas with
-`--leader-election-lease` (chart defaults: lease 12 s, renew deadline 8 s, retry 2 s), each as
+`--leader-election-lease` (chart defaults: lease 12 s, renew deadline 8 s, retry 1 s), each as
 its own user. During one RockyRun the replica holding the Lease is SIGKILLed ``--kills`` times,
 each time once the current leader has written the run's status itself; the killed replica
 restarts as the standby. Printed: seconds from each SIGKILL to the other replica holding the

@@ -146,7 +146,7 @@ def test_defaults_operator_deployment(render: Render) -> None:
         f"--leader-election-namespace={NAMESPACE}",
         "--lease-duration-seconds=12",
         "--renew-deadline-seconds=8",
-        "--retry-period-seconds=2",
+        "--retry-period-seconds=1",
         f"--runner-image={container['image']}",
         "--runner-allowed-images=",
         "--runner-allowed-service-accounts=rocky-runner",

@@ -34,7 +34,7 @@ class LeaseTimings:
     """A holder's lease lasts this long after a candidate last saw it change."""
     renew_deadline: float = 8.0
     """The leader stands down when no renewal succeeded for this long."""
-    retry_period: float = 2.0
+    retry_period: float = 1.0
     """Renewals (leader) and attempts (candidates) happen this often."""
 
     def __post_init__(self) -> None:
