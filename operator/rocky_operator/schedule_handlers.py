@@ -27,12 +27,10 @@ from pydantic import ValidationError
 from rocky_operator.api import schedule as api
 from rocky_operator.client.result import RockyClientError
 from rocky_operator.client.schedules import ScheduleApi, ScheduleNotFoundError
-from rocky_operator.logic.schedule import (
-    EventType,
-    ScheduleEvent,
+from rocky_operator.logic.schedule import EventType, ScheduleEvent, decide_schedule
+from rocky_operator.logic.schedule_objects import (
     build_run_manifest,
     build_schedule_status,
-    decide_schedule,
     is_owned_by,
     observe_child,
     parse_time,

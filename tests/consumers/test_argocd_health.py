@@ -38,7 +38,8 @@ from rocky_operator.api.status import PHASES, RockyRunStatus
 from rocky_operator.logic.decide import Attempt, AttemptState, decide
 from rocky_operator.logic.policy import RunPolicy
 from rocky_operator.logic.run_output import build_run_output
-from rocky_operator.logic.schedule import ChildRun, build_schedule_status, decide_schedule
+from rocky_operator.logic.schedule import ChildRun, decide_schedule
+from rocky_operator.logic.schedule_objects import build_schedule_status
 from rocky_operator.logic.status import (
     build_planning_status,
     build_rejected_status,

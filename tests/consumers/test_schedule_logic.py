@@ -19,12 +19,12 @@ from pydantic import ValidationError
 from rocky_operator.api.schedule import MAX_SCHEDULE_NAME_LENGTH, RockyScheduleSpec
 from rocky_operator.logic.schedule import (
     ChildRun,
-    build_schedule_status,
     decide_schedule,
     due_times,
     next_time,
     run_name,
 )
+from rocky_operator.logic.schedule_objects import build_schedule_status
 
 NAME = "nightly"
 
