@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import duckdb
 from tests.support.control_plane import ControlPlane, audit_offset, binaries_dir
 from tests.support.e2e import Rest, apply_crds, kubectl, wait_for
+from tests.support.manifests import staging_run
 from tests.support.replicas import (
     Replicas,
     apply,
@@ -82,7 +83,7 @@ def main() -> int:
             wait_for(lambda: pair.holder() == "a1", timeout=60, what="a1 to lead")
             pair.start("b")
             since = audit_offset(cp)
-            apply(cp, NAMESPACE, manifest(warehouse, args.concurrency))
+            apply(cp, NAMESPACE, staging_run("failover", warehouse, concurrency=args.concurrency))
             leases: list[float] = []
             actions: list[float] = []
             for kill in range(args.kills):
@@ -138,21 +139,6 @@ def main() -> int:
         f"{len(creates)}, twice {twice} (target 0), 409s on attempt pod creates {conflicts}"
     )
     return 0
-
-
-def manifest(warehouse: Path, concurrency: int) -> dict[str, object]:
-    return {
-        "apiVersion": "rocky.dev/v1alpha1",
-        "kind": "RockyRun",
-        "metadata": {"name": "failover"},
-        "spec": {
-            "adapter": {"type": "duckdb", "duckdb": {"path": str(warehouse)}},
-            "source": {"schemaPattern": {"components": ["tenant", "region"]}},
-            "target": {"catalogTemplate": "{tenant}_{region}", "schemaTemplate": "staging"},
-            "strategy": "full_refresh",
-            "concurrency": concurrency,
-        },
-    }
 
 
 if __name__ == "__main__":

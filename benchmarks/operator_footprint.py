@@ -99,6 +99,7 @@ def rss_figures(tables: int, concurrency: int, state: Path) -> dict[str, tuple[f
     import duckdb
     from tests.support.control_plane import ControlPlane, binaries_dir
     from tests.support.e2e import OperatorProcess, Rest, apply_crds, start_process, wait_for
+    from tests.support.manifests import staging_run
 
     class PreloadedOperator(OperatorProcess):
         """The operator with the connector libraries in its process (as before)."""
@@ -151,7 +152,7 @@ def rss_figures(tables: int, concurrency: int, state: Path) -> dict[str, tuple[f
                 time.sleep(10)  # settled: kopf's watches are up
                 idle = vm_kib(pid, "VmRSS") / 1024
                 runs = f"/apis/rocky.dev/v1alpha1/namespaces/{namespace}/rockyruns"
-                rest.post(runs, run_manifest(warehouse, concurrency))
+                rest.post(runs, staging_run("footprint", warehouse, concurrency=concurrency))
 
                 wait_for(
                     lambda path=f"{runs}/footprint": _complete(rest.get(path)),
@@ -175,21 +176,6 @@ def rss_figures(tables: int, concurrency: int, state: Path) -> dict[str, tuple[f
 def _complete(run: dict[str, Any]) -> bool:
     conditions = (run.get("status") or {}).get("conditions") or []
     return any(c["type"] == "Complete" and c["status"] == "True" for c in conditions)
-
-
-def run_manifest(warehouse: Path, concurrency: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "rocky.dev/v1alpha1",
-        "kind": "RockyRun",
-        "metadata": {"name": "footprint"},
-        "spec": {
-            "adapter": {"type": "duckdb", "duckdb": {"path": str(warehouse)}},
-            "source": {"schemaPattern": {"components": ["tenant", "region"]}},
-            "target": {"catalogTemplate": "{tenant}_{region}", "schemaTemplate": "staging"},
-            "strategy": "full_refresh",
-            "concurrency": concurrency,
-        },
-    }
 
 
 def main() -> int:

@@ -52,6 +52,7 @@ import duckdb
 from audit_log import Request, by_verb_and_resource, read_requests
 from tests.support.control_plane import ControlPlane, audit_offset, binaries_dir
 from tests.support.e2e import OperatorProcess, Rest, apply_crds, start_process, wait_for
+from tests.support.manifests import staging_run
 
 OPERATOR_USER = "rocky-operator"
 RUNS = "/apis/rocky.dev/v1alpha1"
@@ -76,21 +77,6 @@ def make_warehouse(path: Path, tables: int, schemas: int, fail_every: int) -> in
     finally:
         con.close()
     return planted
-
-
-def run_manifest(name: str, warehouse: Path, concurrency: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "rocky.dev/v1alpha1",
-        "kind": "RockyRun",
-        "metadata": {"name": name},
-        "spec": {
-            "adapter": {"type": "duckdb", "duckdb": {"path": str(warehouse)}},
-            "source": {"schemaPattern": {"components": ["tenant", "region"]}},
-            "target": {"catalogTemplate": "{tenant}_{region}", "schemaTemplate": "staging"},
-            "strategy": "full_refresh",
-            "concurrency": concurrency,
-        },
-    }
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -227,7 +213,7 @@ def one_run(
         t0 = time.monotonic()
         rest.post(
             f"{RUNS}/namespaces/{namespace}/rockyruns",
-            run_manifest("scale", state / "warehouse.duckdb", args.concurrency),
+            staging_run("scale", state / "warehouse.duckdb", concurrency=args.concurrency),
         )
 
         def complete() -> dict[str, Any] | None:

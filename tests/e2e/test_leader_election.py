@@ -32,6 +32,7 @@ import duckdb
 import pytest
 from tests.support.control_plane import ControlPlane, audit_offset
 from tests.support.e2e import Rest, apply_crds, wait_for
+from tests.support.manifests import staging_run
 from tests.support.replicas import (
     USERNAMES,
     Replicas,
@@ -61,6 +62,12 @@ STUB = (
 )
 
 
+def stub_run(name: str, warehouse: Path, *, concurrency: int, seconds: float) -> dict[str, Any]:
+    """A run whose runner pods are the stub above (a valid result after `seconds`)."""
+    command = ["python", "-c", STUB.format(seconds=seconds)]
+    return staging_run(name, warehouse, concurrency=concurrency, runner={"command": command})
+
+
 def make_warehouse(path: Path, tables: int, fail_every: int) -> int:
     con = duckdb.connect(str(path))
     try:
@@ -73,22 +80,6 @@ def make_warehouse(path: Path, tables: int, fail_every: int) -> int:
     finally:
         con.close()
     return planted
-
-
-def manifest(name: str, warehouse: Path, *, concurrency: int, seconds: float) -> dict[str, Any]:
-    return {
-        "apiVersion": "rocky.dev/v1alpha1",
-        "kind": "RockyRun",
-        "metadata": {"name": name},
-        "spec": {
-            "adapter": {"type": "duckdb", "duckdb": {"path": str(warehouse)}},
-            "source": {"schemaPattern": {"components": ["tenant", "region"]}},
-            "target": {"catalogTemplate": "{tenant}_{region}", "schemaTemplate": "staging"},
-            "strategy": "full_refresh",
-            "concurrency": concurrency,
-            "runner": {"command": ["python", "-c", STUB.format(seconds=seconds)]},
-        },
-    }
 
 
 @pytest.fixture
@@ -141,7 +132,7 @@ def test_standby_takes_over_within_15s_of_the_leaders_sigkill(
     warehouse = tmp_path / "source.duckdb"
     tables, planted = 30, make_warehouse(warehouse, 30, fail_every=10)
     since = audit_offset(control_plane)
-    apply(control_plane, namespace, manifest("ha", warehouse, concurrency=3, seconds=1.0))
+    apply(control_plane, namespace, stub_run("ha", warehouse, concurrency=3, seconds=1.0))
     wait_for(
         lambda: 5 <= done_tables(rest, namespace, "ha") < tables - 5,
         timeout=180,
@@ -214,12 +205,12 @@ def test_leader_killed_5_times_during_200_tables_gives_the_uninterrupted_output(
     tables, planted = 200, make_warehouse(warehouse, 200, fail_every=20)
 
     # The uninterrupted run of the same tables, under the same two replicas.
-    apply(control_plane, namespace, manifest("calm", warehouse, concurrency=8, seconds=0.0))
+    apply(control_plane, namespace, stub_run("calm", warehouse, concurrency=8, seconds=0.0))
     calm = wait_for(lambda: complete(rest, namespace, "calm"), timeout=600, what="calm Complete")
     assert calm["tables"]["copied"] == tables - planted
 
     since = audit_offset(control_plane)
-    apply(control_plane, namespace, manifest("chaos", warehouse, concurrency=4, seconds=0.3))
+    apply(control_plane, namespace, stub_run("chaos", warehouse, concurrency=4, seconds=0.3))
     takeovers: list[float] = []
     for kill in range(5):
         before = done_tables(rest, namespace, "chaos")

@@ -22,7 +22,7 @@ from rocky_operator.logic.run_output import build_run_output, run_status
 from rocky_operator.logic.runner_policy import note_policy_halt
 from rocky_operator.logic.spec_change import note_spec_change
 from rocky_operator.logic.status import REASON_NO_TABLES, build_status, status_document
-from rocky_operator.logic.tables import REASON_MISSING, no_tables_message
+from rocky_operator.logic.tables import REASON_MISSING, first_names, no_tables_message
 
 if TYPE_CHECKING:
     from rocky_operator.kube.worker import RunWorker
@@ -87,7 +87,7 @@ async def announce_failures(worker: RunWorker, new: Any, decision: Decision) -> 
             kind = str(attempt.failure_kind or "unknown")
             by_kind.setdefault(kind, []).append(names.get(attempt.table, attempt.table))
     for kind, tables in sorted(by_kind.items()):
-        shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+        shown = first_names(tables)
         await worker.client.post_event(
             namespace=worker.namespace,
             run_name=worker.name,
@@ -104,7 +104,7 @@ async def announce_exclusions(worker: RunWorker) -> None:
     missing = ["/".join(e.asset_key) for e in worker.excluded if e.reason == REASON_MISSING]
     if not missing:
         return
-    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    shown = first_names(missing)
     await worker.client.post_event(
         namespace=worker.namespace,
         run_name=worker.name,

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from rocky_operator.logic.decide import Attempt, AttemptState
 from rocky_operator.logic.run_output import exit_code, run_output_status
+from rocky_operator.logic.tables import first_names
 
 #: What the seed's recommended consumer policy says to do per kind.
 ADVICE: Mapping[str, str] = {
@@ -135,9 +136,8 @@ class Reporter:
             self.line(f"not attempted: {len(contained)} table(s): {contained[0]['unblock_hint']}")
         excluded = doc.get("excluded_tables") or []
         for reason, names in sorted(_by_reason(excluded).items()):
-            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
             self.line(
-                f"excluded ({reason}): {len(names)} table(s): {shown}",
+                f"excluded ({reason}): {len(names)} table(s): {first_names(names)}",
                 "yellow" if reason == "view" else "bold yellow",
             )
         status = run_output_status(doc)

@@ -249,6 +249,12 @@ def plan_exclusions(
     ]
 
 
+def first_names(names: list[str], shown: int = 5) -> str:
+    """The first ``shown`` names and how many more, for a message a person reads."""
+    rest = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {rest} more" if rest > 0 else "")
+
+
 def no_tables_message(
     spec: RockyRunSpec, *, planned: int, resumed: int, excluded: Sequence[Exclusion]
 ) -> str | None:
