@@ -46,7 +46,8 @@ def _hook(tmp_path: Path, body: str) -> dict[str, str]:
     (folder / "sitecustomize.py").write_text(
         _WAIT_FOR_WATCHDOG + "\nfrom rocky_runner.adapters import duckdb as adapter\n"
         "original_close = adapter.DuckDBAdapter.close\n"
-        "original_replace = adapter.DuckDBAdapter._replace\n" + textwrap.dedent(body)
+        "from rocky_runner.adapters import duckdb_sql\n"
+        "original_replace = duckdb_sql.replace\n" + textwrap.dedent(body)
     )
     return {"PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])}
 
@@ -107,10 +108,10 @@ def test_stop_before_commit_is_transient_and_says_stopped_by(
     env = _hook(
         tmp_path,
         f"""
-        def _replace(self, *args):
+        def replace(*args):
             open({str(marker)!r}, "w").close()
-            return original_replace(self, *args)
-        adapter.DuckDBAdapter._replace = _replace
+            return original_replace(*args)
+        duckdb_sql.replace = replace
         """,
     )
     path = tmp_path / "result.json"

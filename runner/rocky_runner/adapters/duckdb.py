@@ -18,13 +18,8 @@ auto-install and auto-load are off, so a path or query never triggers a download
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import functools
-import os
 import random
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -33,6 +28,7 @@ from typing import Any, TypeVar
 
 import duckdb
 
+from rocky_runner.adapters import duckdb_sql as sql
 from rocky_runner.adapters.base import (
     RELATION_TABLE,
     RELATION_VIEW,
@@ -40,16 +36,17 @@ from rocky_runner.adapters.base import (
     Credentials,
     Relation,
     SchemaName,
-    render_watermark,
     table_names,
 )
+from rocky_runner.adapters.duckdb_sql import (
+    is_lock_conflict,
+    process_temp_dir,
+    quote_identifier,
+    quote_literal,
+)
 from rocky_runner.contract import FailureKind, TableRef, TableTask, memory_limit_problem
-from rocky_runner.drift import Column
 from rocky_runner.errors import AdapterConfigError, ClassifiedError, LockTimeoutError
 from rocky_runner.replication import (
-    ReplicationPlan,
-    RowsNotCopied,
-    TimestampCounts,
     WriteMode,
     plan_replication,
     settle_append,
@@ -63,37 +60,6 @@ _SYSTEM_SCHEMAS = frozenset({"information_schema", "pg_catalog"})
 #: First and largest pause between lock attempts, in seconds (jittered).
 _LOCK_FIRST_PAUSE = 0.02
 _LOCK_MAX_PAUSE = 0.5
-
-
-def quote_identifier(name: str) -> str:
-    """A DuckDB identifier in double quotes, embedded quotes doubled."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quote_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-@functools.cache
-def _process_temp_dir() -> str:
-    """This process's spill directory for read-only connections.
-
-    Read-only openers of one file would share DuckDB's default (``<file>.tmp``) across
-    processes, so each process gets its own. One per process, not per connection: DuckDB
-    refuses a second connection to a file with a different configuration in one process
-    (the operator discovers for several runs at once).
-    """
-    path = tempfile.mkdtemp(prefix=f"rocky-duckdb-{os.getpid()}-")
-    atexit.register(shutil.rmtree, path, True)
-    return path
-
-
-def is_lock_conflict(exc: BaseException) -> bool:
-    """Whether a DuckDB error says another process holds the file's lock."""
-    message = str(exc)
-    return isinstance(exc, duckdb.IOException) and (
-        "Could not set lock" in message or "Conflicting lock" in message
-    )
 
 
 class DuckDBAdapter:
@@ -151,7 +117,7 @@ class DuckDBAdapter:
         self._close_connection()
         config = dict(self._config)
         if not write_main:
-            config["temp_directory"] = _process_temp_dir()
+            config["temp_directory"] = process_temp_dir()
         self._conn_handle = self._wait_for_lock(
             lambda: self._connect(read_only=not write_main, config=config), str(self._path)
         )
@@ -231,8 +197,8 @@ class DuckDBAdapter:
             mode = "READ_WRITE" if create else "READ_ONLY"
             if create and not sibling.exists():
                 mode += f", STORAGE_VERSION {quote_literal(self._new_file_storage_version())}"
-            sql = f"ATTACH {quote_literal(str(sibling))} AS {quote_identifier(catalog)} ({mode})"
-            self._wait_for_lock(lambda: self._conn.execute(sql), str(sibling))
+            attach = f"ATTACH {quote_literal(str(sibling))} AS {quote_identifier(catalog)} ({mode})"
+            self._wait_for_lock(lambda: self._conn.execute(attach), str(sibling))
         return catalog
 
     def _new_file_storage_version(self) -> str:
@@ -285,18 +251,6 @@ class DuckDBAdapter:
 
     # --- the copy ---------------------------------------------------------------------
 
-    def _describe(self, qualified: str) -> list[Column]:
-        rows = self._conn.execute(f"DESCRIBE {qualified}").fetchall()
-        return [Column(r[0], r[1]) for r in rows]
-
-    def _target_exists(self, catalog: str, ref: TableRef) -> bool:
-        row = self._conn.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE lower(database_name) = lower(?) "
-            "AND lower(schema_name) = lower(?) AND lower(table_name) = lower(?)",
-            [catalog, ref.schema_, ref.table],
-        ).fetchone()
-        return bool(row and row[0])
-
     def copy_table(self, task: TableTask) -> CopyStats:
         self._open(write_main=self._writes_into_main(task.target.catalog))
         # The target first: when source and target share a sibling file, it is attached
@@ -306,9 +260,11 @@ class DuckDBAdapter:
         source_catalog = self._resolve_catalog(task.source.catalog, create=False)
         source = self._qualified(task.source, source_catalog)
         target = self._qualified(task.target, target_catalog)
-        source_columns = self._describe(source)
+        source_columns = sql.describe(self._conn, source)
         target_columns = (
-            self._describe(target) if self._target_exists(target_catalog, task.target) else None
+            sql.describe(self._conn, target)
+            if sql.table_exists(self._conn, target_catalog, task.target)
+            else None
         )
         plan = plan_replication(
             strategy=task.strategy,
@@ -323,21 +279,22 @@ class DuckDBAdapter:
         )
         self._conn.execute("BEGIN TRANSACTION")
         try:
-            schema_created = not self._schema_exists(target_catalog, task.target.schema_)
+            schema_created = not sql.schema_exists(self._conn, target_catalog, task.target.schema_)
             self._conn.execute(
                 f"CREATE SCHEMA IF NOT EXISTS "
                 f"{quote_identifier(target_catalog)}.{quote_identifier(task.target.schema_)}"
             )
             not_copied = None
             if plan.mode is WriteMode.APPEND:
-                plan = settle_append(plan, **self._target_state(target, task.timestamp_column))
+                state = sql.target_state(self._conn, target, task.timestamp_column)
+                plan = settle_append(plan, **state)
             if plan.mode is WriteMode.REPLACE:
-                rows = self._replace(source, target, meta_select)
+                rows = sql.replace(self._conn, source, target, meta_select)
             else:
-                not_copied = self._rows_not_copied(source, target, task.timestamp_column)
-                rows = self._append(plan, source, target, source_columns, task)
-            final_columns = self._describe(target)
-            watermark = self._watermark(target, final_columns, task.timestamp_column)
+                not_copied = sql.rows_not_copied(self._conn, source, target, task.timestamp_column)
+                rows = sql.append(self._conn, plan, source, target, source_columns, task)
+            final_columns = sql.describe(self._conn, target)
+            watermark = sql.watermark(self._conn, target, final_columns, task.timestamp_column)
             self._conn.execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -363,79 +320,6 @@ class DuckDBAdapter:
         if catalog is None or catalog.casefold() in self._attached():
             return False
         return not self._path.with_name(f"{catalog}.duckdb").exists()
-
-    def _schema_exists(self, catalog: str, schema: str) -> bool:
-        row = self._conn.execute(
-            "SELECT count(*) FROM duckdb_schemas() WHERE database_name = ? "
-            "AND lower(schema_name) = lower(?)",
-            [catalog, schema],
-        ).fetchone()
-        return bool(row and row[0])
-
-    def _target_state(self, target: str, timestamp_column: str) -> dict[str, int]:
-        """The target's row count and timestamped row count, for :func:`settle_append`."""
-        ts = quote_identifier(timestamp_column)
-        row = self._conn.execute(f"SELECT count(*), count({ts}) FROM {target}").fetchone()
-        return {"target_rows": row[0] if row else 0, "timestamped_rows": row[1] if row else 0}
-
-    def _rows_not_copied(self, source: str, target: str, timestamp_column: str) -> RowsNotCopied:
-        """Source rows the append cannot take (NULL / equal / older timestamp), counted
-        against the target's rows in the same classes (see :class:`RowsNotCopied`)."""
-        ts = quote_identifier(timestamp_column)
-        mark = f"(SELECT max({ts}) FROM {target})"
-
-        def counts(table: str) -> TimestampCounts:
-            row = self._conn.execute(
-                f"SELECT count(*) FILTER (WHERE {ts} IS NULL), "
-                f"count(*) FILTER (WHERE {ts} = {mark}), "
-                f"count(*) FILTER (WHERE {ts} < {mark}) FROM {table}"
-            ).fetchone()
-            return TimestampCounts(*(int(v) for v in row)) if row else TimestampCounts()
-
-        return RowsNotCopied.between(counts(source), counts(target))
-
-    def _replace(self, source: str, target: str, meta_select: str) -> int:
-        row = self._conn.execute(
-            f"CREATE OR REPLACE TABLE {target} AS SELECT *{meta_select} FROM {source}"
-        ).fetchone()
-        return int(row[0]) if row else 0
-
-    def _append(
-        self,
-        plan: ReplicationPlan,
-        source: str,
-        target: str,
-        source_columns: list[Column],
-        task: TableTask,
-    ) -> int:
-        for col in plan.drift.add:
-            self._conn.execute(
-                f"ALTER TABLE {target} ADD COLUMN {quote_identifier(col.name)} {col.type}"
-            )
-        for name, _old, new in plan.drift.widen:
-            self._conn.execute(
-                f"ALTER TABLE {target} ALTER COLUMN {quote_identifier(name)} SET DATA TYPE {new}"
-            )
-        names = [c.name for c in source_columns] + [m.name for m in task.metadata_columns]
-        values = [f"s.{quote_identifier(c.name)}" for c in source_columns] + [
-            f"CAST(({m.value}) AS {m.type})" for m in task.metadata_columns
-        ]
-        ts = quote_identifier(task.timestamp_column)
-        row = self._conn.execute(
-            f"INSERT INTO {target} ({', '.join(map(quote_identifier, names))}) "
-            f"SELECT {', '.join(values)} FROM {source} AS s, "
-            f"(SELECT max({ts}) AS m, count(*) AS n FROM {target}) AS w "
-            f"WHERE s.{ts} > w.m OR w.n = 0"
-        ).fetchone()
-        return int(row[0]) if row else 0
-
-    def _watermark(self, target: str, columns: list[Column], timestamp_column: str) -> str | None:
-        if not any(c.name.casefold() == timestamp_column.casefold() for c in columns):
-            return None
-        row = self._conn.execute(
-            f"SELECT max({quote_identifier(timestamp_column)}) FROM {target}"
-        ).fetchone()
-        return render_watermark(row[0] if row else None)
 
     def _rollback(self) -> None:
         # The transaction may already be gone (aborted by the error itself).
