@@ -20,7 +20,8 @@ from pydantic import ValidationError
 
 from rocky_operator.api.status import FINISHED_PHASES, RockyRunStatus
 from rocky_operator.kube.client import KubeClient, KubeError
-from rocky_operator.kube.prepare import RejectedError, discover_with_runner
+from rocky_operator.kube.prepare import discover_with_runner
+from rocky_operator.kube.reject import RejectedError
 from rocky_operator.kube.settings import ControllerSettings, Discover
 from rocky_operator.kube.worker import RunWorker
 from rocky_operator.logic.spec_change import edit_to_acknowledge

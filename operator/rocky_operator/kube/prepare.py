@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from rocky_operator.api.spec import RockyRunSpec
-from rocky_operator.api.status import FINISHED_PHASES, OutputRef, RockyRunStatus
+from rocky_operator.api.status import FINISHED_PHASES, RockyRunStatus
 from rocky_operator.kube.client import KubeError
 from rocky_operator.kube.discovery import DiscoveryPodError, discover_in_pod, stop_discovery_pod
+from rocky_operator.kube.reject import RejectedError, reject, validation_message
 from rocky_operator.kube.store import RunStore
 from rocky_operator.logic import records
 from rocky_operator.logic.policy import RunPolicy
 from rocky_operator.logic.resume_chain import CARRIED_KEYS, carried_fields, read_chain
-from rocky_operator.logic.run_output import build_failed_run_output
 from rocky_operator.logic.runner_policy import (
     REASON_POLICY_VIOLATION,
     check_runner_policy,
@@ -32,7 +32,6 @@ from rocky_operator.logic.runner_policy import (
 )
 from rocky_operator.logic.status import (
     build_planning_status,
-    build_rejected_status,
     status_document,
 )
 from rocky_operator.logic.tables import (
@@ -41,7 +40,6 @@ from rocky_operator.logic.tables import (
     plan_exclusions,
     plan_tables,
 )
-from rocky_runner.contract import FailureKind
 
 if TYPE_CHECKING:
     from rocky_operator.kube.worker import RunWorker
@@ -74,16 +72,6 @@ def discover_with_runner(spec: RockyRunSpec, credentials: Mapping[str, str]) -> 
 
 #: Role of the ConfigMaps holding a resumed run's chain (:func:`save_carried`).
 CHAIN_ROLE = "chain"
-
-
-class RejectedError(Exception):
-    """The run cannot start; ``reason`` is the condition reason."""
-
-    def __init__(self, reason: str, message: str, kind: str = "unknown") -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.kind = kind
 
 
 async def prepare(worker: RunWorker) -> bool:
@@ -121,7 +109,7 @@ async def prepare(worker: RunWorker) -> bool:
             await reject(
                 worker,
                 RejectedError(
-                    "InvalidSpec", "the spec frozen with the plan: " + _validation_message(exc)
+                    "InvalidSpec", "the spec frozen with the plan: " + validation_message(exc)
                 ),
                 now,
             )
@@ -133,7 +121,7 @@ async def prepare(worker: RunWorker) -> bool:
             worker.spec = RockyRunSpec.model_validate(raw_spec)
         except ValidationError as exc:
             worker.spec = None
-            await reject(worker, RejectedError("InvalidSpec", _validation_message(exc)), now)
+            await reject(worker, RejectedError("InvalidSpec", validation_message(exc)), now)
             return False
         worker.spec_generation = generation
     violations = check_runner_policy(
@@ -341,70 +329,10 @@ async def load_carried(store: RunStore) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k in CARRIED_KEYS} if isinstance(doc, dict) else {}
 
 
-async def reject(worker: RunWorker, rejected: RejectedError, now: datetime) -> None:
-    """End a run that cannot start: Failed, exit code 1, a condition naming why."""
-    spec = worker.spec
-    output = build_failed_run_output(
-        rejected.message,
-        started_at=now,
-        finished_at=now,
-        filter=spec.filter if spec is not None else "",
-        failure_kind=_kind(rejected.kind),
-        resumed_from=spec.resume_from if spec is not None else None,
-    )
-    status = build_rejected_status(
-        reason=rejected.reason,
-        message=rejected.message,
-        previous=worker.status,
-        generation=worker.generation,
-        now=now,
-        run_output=output,
-    )
-    if worker.store is not None and worker.uid:
-        names, size, digest = await worker.store.save_output(output)
-        status = status.model_copy(
-            update={"output": OutputRef(config_maps=names, bytes=size, sha256=digest)}
-        )
-    await worker.client.patch_run_status(worker.namespace, worker.name, status_document(status))
-    await worker.client.post_event(
-        namespace=worker.namespace,
-        run_name=worker.name,
-        run_uid=worker.uid,
-        event_type="Warning",
-        reason=rejected.reason,
-        message=rejected.message,
-    )
-    metrics = worker.controller.metrics
-    metrics.runs.labels(worker.namespace, "failure").inc()
-    log.info(
-        "run %s/%s rejected: %s: %s",
-        worker.namespace,
-        worker.name,
-        rejected.reason,
-        rejected.message,
-    )
-
-
-def _kind(value: str) -> FailureKind:
-    try:
-        return FailureKind(value)
-    except ValueError:
-        return FailureKind.UNKNOWN
-
-
 def _latest(seen: int | None, current: Any) -> int | None:
     """The higher of two ``metadata.generation`` values (either may be unknown)."""
     numbers = [g for g in (seen, current) if isinstance(g, int)]
     return max(numbers) if numbers else None
-
-
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:5]:
-        where = ".".join(str(p) for p in error.get("loc", ()))
-        text = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-        parts.append(f"spec.{where}: {text}" if where else f"spec: {text}")
-    return "; ".join(parts)
 
 
 def redact_exception(exc: BaseException, credentials: Mapping[str, str]) -> str:
