@@ -13,15 +13,12 @@ A fresh target counts 1 schema for two tables copied into it; a second run count
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped]
 import pytest
-import rocky_sdk
-from tests.support.rocky_schema import rocky_schema
+from tests.support.rocky_schema import check_run_output
 
 from fakes.bigquery import bigquery_server, service_account_json
 from fakes.databricks import CA_FILE, databricks_warehouse
@@ -79,9 +76,7 @@ def permissions(copies: Sequence[tuple[TableTask, CopyStats]]) -> dict[str, int]
     doc = build_run_output(
         tables, outcomes, started_at=T0, finished_at=T0 + timedelta(seconds=5), filter=""
     )
-    checker = jsonschema.FormatChecker()
-    jsonschema.Draft7Validator(rocky_schema(), format_checker=checker).validate(doc)
-    parsed = rocky_sdk.parse_rocky_output(json.dumps(doc))
+    parsed = check_run_output(doc)
     assert parsed.permissions.schemas_created == doc["permissions"]["schemas_created"]
     return dict(doc["permissions"])
 

@@ -18,7 +18,6 @@ Every RunOutput validates against Rocky's schema and parses with rocky-sdk.
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ import pytest
 import yaml
 from tests.support.control_plane import ControlPlane
 from tests.support.e2e import kubectl, kubectl_json, wait_for
-from tests.support.rocky_schema import rocky_schema
+from tests.support.rocky_schema import check_run_output
 
 pytestmark = pytest.mark.e2e
 
@@ -84,14 +83,9 @@ def apply_and_wait(
 
 
 def checked_output(run: dict[str, Any]) -> dict[str, Any]:
-    import jsonschema  # type: ignore[import-untyped]
-    import rocky_sdk
 
     output: dict[str, Any] = run["status"]["runOutput"]
-    jsonschema.Draft7Validator(rocky_schema(), format_checker=jsonschema.FormatChecker()).validate(
-        output
-    )
-    assert rocky_sdk.parse_rocky_output(json.dumps(output)) is not None
+    assert check_run_output(output) is not None
     return output
 
 

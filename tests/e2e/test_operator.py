@@ -37,7 +37,7 @@ from tests.support.e2e import (
     kubectl_json,
     wait_for,
 )
-from tests.support.rocky_schema import rocky_schema
+from tests.support.rocky_schema import check_run_output
 
 from rocky_operator.demo.warehouse import PLANTED, DemoWarehouse, build_warehouse, hold_lock
 
@@ -136,8 +136,6 @@ def test_demo_run_completes_with_every_failure_kind_accounted_for(
     warehouse: DemoWarehouse,
     tmp_path: Path,
 ) -> None:
-    import jsonschema  # type: ignore[import-untyped]
-    import rocky_sdk
 
     with hold_lock(warehouse.locked_target):
         apply(control_plane, namespace, demo_manifest(warehouse), tmp_path)
@@ -145,10 +143,7 @@ def test_demo_run_completes_with_every_failure_kind_accounted_for(
     check_final_status(run)
 
     output = run["status"]["runOutput"]
-    jsonschema.Draft7Validator(rocky_schema(), format_checker=jsonschema.FormatChecker()).validate(
-        output
-    )
-    parsed = rocky_sdk.parse_rocky_output(json.dumps(output))
+    parsed = check_run_output(output)
     kinds = Counter(str(e["failure_kind"]) for e in output["errors"])
     assert kinds == Counter(EXPECTED_FAILURES)
     assert len(output["materializations"]) == EXPECTED_COPIED
@@ -444,14 +439,9 @@ def impatient_operator(
 def check_rejected_output(run: dict[str, Any], kind: str, spec_filter: str) -> None:
     """Issue 10 case 10: a rejected run's RunOutput is typed and consistent, valid against
     Rocky's schema and parsed by rocky-sdk."""
-    import jsonschema  # type: ignore[import-untyped]
-    import rocky_sdk
 
     output = run["status"]["runOutput"]
-    jsonschema.Draft7Validator(rocky_schema(), format_checker=jsonschema.FormatChecker()).validate(
-        output
-    )
-    rocky_sdk.parse_rocky_output(json.dumps(output))
+    check_run_output(output)
     assert [e["failure_kind"] for e in output["errors"]] == [kind]
     assert output["tables_failed"] == len(output["errors"]) == 1
     assert output["filter"] == spec_filter

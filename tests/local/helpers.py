@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 import yaml
-from tests.support.rocky_schema import rocky_schema
+from tests.support.rocky_schema import check_run_output
 
 from rocky_operator.local.executor import LocalOptions, run_local
 
@@ -22,14 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def validate_output(doc: dict[str, Any]) -> Any:
-    """Validate against Rocky's schema and parse with rocky-sdk; return the parsed result."""
-    import jsonschema  # type: ignore[import-untyped]
-    import rocky_sdk
-
-    jsonschema.Draft7Validator(rocky_schema(), format_checker=jsonschema.FormatChecker()).validate(
-        doc
-    )
-    return rocky_sdk.parse_rocky_output(json.dumps(doc))
+    """Validate against Rocky's schema, check its accounting (every table in exactly one
+    list, totals = list lengths) and parse with rocky-sdk; return the parsed result."""
+    return check_run_output(doc)
 
 
 def build_warehouse(path: Path, schemas: Mapping[str, Sequence[str]]) -> Path:

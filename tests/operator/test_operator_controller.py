@@ -20,9 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
-import rocky_sdk
 import yaml
 from tests.operator.conftest import TABLES, run_spec
 from tests.operator.harness import (
@@ -37,7 +35,7 @@ from tests.operator.harness import (
     garbage,
     operator_life,
 )
-from tests.support.rocky_schema import rocky_schema
+from tests.support.rocky_schema import check_run_output
 
 from rocky_operator.cli import main
 from rocky_operator.commands.output import fetch_output
@@ -55,10 +53,7 @@ def _conditions(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _check_run_output(doc: dict[str, Any]) -> None:
     """Rocky's contract: valid against its JSON schema and parseable by rocky-sdk."""
-    jsonschema.Draft7Validator(rocky_schema(), format_checker=jsonschema.FormatChecker()).validate(
-        doc
-    )
-    rocky_sdk.parse_rocky_output(json.dumps(doc))
+    check_run_output(doc)
 
 
 def _errors_by_table(doc: dict[str, Any]) -> dict[str, str]:
