@@ -83,6 +83,7 @@ async def test_classification_retries_and_status(
     async with operator_life(api_server, cluster.namespace) as life:
         await cluster.create_run("mixed", run_spec(warehouse))
         run = await cluster.wait_finished("mixed", deadline_seconds=60)
+        pods_left = await cluster.wait_pods_gone("mixed")  # after the final status
         await asyncio.sleep(0.3)  # let the completion event and metrics land
         metrics = life.runtime.metrics.exposition().decode()
     status = run["status"]
@@ -137,8 +138,9 @@ async def test_classification_retries_and_status(
     assert "image" in errors["t10"]
     assert "disrupted (Evicted)" in errors["t06"]
 
-    # Every runner pod is gone (results recorded first); events aggregated per kind.
-    assert await cluster.pods("mixed") == []
+    # Every runner pod goes (results recorded first, the final status before the last
+    # deletions); events aggregated per kind.
+    assert pods_left == []
     events = await cluster.events()
     failed_events = [e for e in events if e["reason"] == "TablesFailed"]
     assert len(failed_events) <= len(status["failures"]) + 2
@@ -198,7 +200,7 @@ async def test_fail_fast_aborts_and_skips_the_rest(
     async with operator_life(api_server, cluster.namespace):
         await cluster.create_run("ff", spec)
         run = await cluster.wait_finished("ff")
-        pods_left = await cluster.pods("ff")
+        pods_left = await cluster.wait_pods_gone("ff")
     status = run["status"]
     assert status["phase"] == "PartialFailure"
     assert status["tables"]["copied"] == 1
@@ -471,7 +473,12 @@ async def test_output_command_and_kept_failed_pods(
         await cluster.create_run("good", run_spec(warehouse, source=only_some))
         partial = await cluster.wait_finished("partial")
         await cluster.wait_finished("good")
-        left = [p["metadata"]["labels"]["rocky.dev/table"] for p in await cluster.pods("partial")]
+        for _ in range(200):  # the final status comes before the last deletions
+            pods = await cluster.pods("partial")
+            if len(pods) <= 1:
+                break
+            await asyncio.sleep(0.05)
+        left = [p["metadata"]["labels"]["rocky.dev/table"] for p in pods]
     assert partial["status"]["tables"]["failed"] == 1
     assert len(left) == 1  # only the failed attempt's pod
     kubeconfig = tmp_path / "kubeconfig"

@@ -146,4 +146,4 @@ async def test_finished_run_edited_observes_the_generation(
         assert condition["status"] == "True"
         assert f"spec generation {gen} is ignored" in condition["message"]
         assert "generation 1, frozen" in condition["message"]
-    assert await cluster.pods("done") == []
+    assert await cluster.wait_pods_gone("done") == []

@@ -1,7 +1,10 @@
 """Acting on a decision: create the pods of started attempts, delete finished pods.
 
 Both run after the journal records what they are about to do (see
-:mod:`rocky_operator.kube.worker`), so a crash in between loses nothing.
+:mod:`rocky_operator.kube.worker`), so a crash in between loses nothing. The final
+pass writes the final status before it deletes the last pods; an operator stopped in
+between leaves pods of a finished run, which the next one removes
+(:func:`sweep_finished_run`).
 """
 
 from __future__ import annotations
@@ -9,11 +12,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from rocky_operator.kube.client import KubeError
+from rocky_operator.kube.client import KubeClient, KubeError
 from rocky_operator.logic.decide import Attempt, AttemptState, Decision
 from rocky_operator.logic.pod_manifest import build_pod
+from rocky_operator.logic.pods import LABEL_RUN, PodSettings, classify_pod
 from rocky_runner.contract import FailureKind
 
 if TYPE_CHECKING:
@@ -25,7 +30,7 @@ async def create_pods(worker: RunWorker, starts: Sequence[Attempt]) -> None:
     assert worker.store is not None
     if worker.halt is not None:  # the frozen spec is outside the runner policy: no pod
         return
-    by_key = {t.key: t for t in worker.tables}
+    by_key = worker.by_key
     gate = asyncio.Semaphore(worker.settings.create_parallelism)
     failed: list[Attempt] = []
 
@@ -61,7 +66,7 @@ async def create_pods(worker: RunWorker, starts: Sequence[Attempt]) -> None:
     outcomes = await asyncio.gather(*(create(a) for a in starts), return_exceptions=True)
     if failed:
         await worker.store.append_journal(failed)
-        worker.journal.update({(a.table, a.number): a for a in failed})
+        worker.record(failed)
         worker.unobserved.extend(failed)
         worker.wake()
     for outcome in outcomes:  # an API error: the pass is retried (those pods come then)
@@ -92,3 +97,36 @@ async def delete_finished(
             await worker.client.delete_pod(worker.namespace, name)
 
     await asyncio.gather(*(delete(n) for n in doomed))
+
+
+async def sweep_finished_run(
+    client: KubeClient,
+    namespace: str,
+    run_name: str,
+    now: datetime,
+    *,
+    keep_failed_pods: bool,
+    parallelism: int,
+) -> int:
+    """Delete the runner pods left by a finished run; returns how many were deleted.
+
+    The final status is written before the last pods are deleted, and only once every
+    result is journaled: any runner pod of a finished run is done with. As in the final
+    pass, the pods of failed attempts stay with ``keep_failed_pods``."""
+    pods = await client.list_pods(namespace, {LABEL_RUN: run_name})
+    doomed = []
+    for pod in pods:
+        seen = classify_pod(pod, now, PodSettings(stuck_grace_seconds=0.0))
+        if seen is None:
+            continue  # not a runner pod
+        if keep_failed_pods and seen.state is AttemptState.FAILED:
+            continue
+        doomed.append(pod["metadata"]["name"])
+    gate = asyncio.Semaphore(parallelism)
+
+    async def delete(name: str) -> None:
+        async with gate:
+            await client.delete_pod(namespace, name)
+
+    await asyncio.gather(*(delete(n) for n in doomed))
+    return len(doomed)

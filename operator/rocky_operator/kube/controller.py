@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from rocky_operator.api.status import FINISHED_PHASES, RockyRunStatus
+from rocky_operator.kube.act import sweep_finished_run
 from rocky_operator.kube.client import KubeClient, KubeError
 from rocky_operator.kube.prepare import discover_with_runner
 from rocky_operator.kube.reject import RejectedError
@@ -66,6 +67,8 @@ class Controller:
         self.errors = 0
         self.stopping = False
         self.acknowledging: set[tuple[str, str]] = set()
+        self.swept: set[tuple[str, str]] = set()
+        """Finished runs whose leftover pods this process looked for (once each)."""
         self.side_tasks: set[asyncio.Task[None]] = set()
 
     def touch_run(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
@@ -88,6 +91,7 @@ class Controller:
             return
         if (body.get("status") or {}).get("phase") in FINISHED_PHASES:
             self.acknowledge_edit(namespace, name, body)
+            self.sweep(namespace, name)
             return
         worker = RunWorker(self, namespace, name)
         self.workers[(namespace, name)] = worker
@@ -117,7 +121,35 @@ class Controller:
             finally:
                 self.acknowledging.discard((namespace, name))
 
-        task = asyncio.create_task(patch(), name=f"rockyrun {namespace}/{name} edit")
+        self.side_task(patch(), f"rockyrun {namespace}/{name} edit")
+
+    def sweep(self, namespace: str, name: str) -> None:
+        """A finished run not driven by this process: delete its leftover pods, once (an
+        operator stopped after the final status, before the last pod deletions)."""
+        if (namespace, name) in self.swept:
+            return
+        self.swept.add((namespace, name))
+
+        async def sweep() -> None:
+            try:
+                deleted = await sweep_finished_run(
+                    self.client,
+                    namespace,
+                    name,
+                    self.clock(),
+                    keep_failed_pods=self.settings.keep_failed_pods,
+                    parallelism=self.settings.create_parallelism,
+                )
+            except KubeError as exc:  # looked for again by the next process
+                log.warning("run %s/%s: could not delete leftover pods: %s", namespace, name, exc)
+                return
+            if deleted:
+                log.info("run %s/%s: deleted %d leftover pod(s)", namespace, name, deleted)
+
+        self.side_task(sweep(), f"rockyrun {namespace}/{name} sweep")
+
+    def side_task(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
         self.side_tasks.add(task)
         task.add_done_callback(self.side_tasks.discard)
 

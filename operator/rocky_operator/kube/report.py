@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from rocky_operator.api.status import OutputRef, RockyRunStatus
 from rocky_operator.kube.prepare import load_carried
-from rocky_operator.logic.decide import Attempt, AttemptState, Decision, TableState
+from rocky_operator.logic.decide import AttemptState, Decision, TableState
 from rocky_operator.logic.run_output import build_run_output, run_status
 from rocky_operator.logic.runner_policy import note_policy_halt
 from rocky_operator.logic.spec_change import note_spec_change
@@ -39,17 +39,17 @@ def monotonic() -> float:
 
 def readable(worker: RunWorker, text: str) -> str:
     """Table keys in a decision's reason replaced by the tables' asset keys."""
-    names = {t.key: "/".join(t.asset_key) for t in worker.tables}
-    return _TABLE_KEY.sub(lambda m: names.get(m.group(0), m.group(0)), text)
+
+    def name(match: re.Match[str]) -> str:
+        table = worker.by_key.get(match.group(0))
+        return "/".join(table.asset_key) if table else match.group(0)
+
+    return _TABLE_KEY.sub(name, text)
 
 
-def count(
-    worker: RunWorker,
-    new: Any,
-    before: Mapping[tuple[str, int], Attempt],
-    decision: Decision,
-) -> None:
-    """Metrics for what was recorded for the first time in this pass."""
+def count(worker: RunWorker, new: Any, decision: Decision) -> None:
+    """Metrics for what was recorded for the first time in this pass (the journal in
+    memory has it already)."""
     metrics = worker.controller.metrics
     ns = worker.namespace
     for attempt in new:
@@ -75,7 +75,6 @@ def count(
 async def announce_failures(worker: RunWorker, new: Any, decision: Decision) -> None:
     """One Warning event per failure_kind for tables that failed for good in this pass."""
     by_kind: dict[str, list[str]] = {}
-    names = {t.key: "/".join(t.asset_key) for t in worker.tables}
     for attempt in new:
         outcome = decision.outcomes.get(attempt.table)
         if (
@@ -85,7 +84,9 @@ async def announce_failures(worker: RunWorker, new: Any, decision: Decision) -> 
             and outcome.attempts == attempt.number
         ):
             kind = str(attempt.failure_kind or "unknown")
-            by_kind.setdefault(kind, []).append(names.get(attempt.table, attempt.table))
+            table = worker.by_key.get(attempt.table)
+            name = "/".join(table.asset_key) if table else attempt.table
+            by_kind.setdefault(kind, []).append(name)
     for kind, tables in sorted(by_kind.items()):
         shown = first_names(tables)
         await worker.client.post_event(
@@ -130,7 +131,8 @@ def current_status(
     assert worker.spec is not None
     status = build_status(
         decision=decision,
-        attempts=list(worker.journal.values()),
+        attempts=worker.journal.values(),
+        retries=worker.index.retries,
         resumed=len(worker.resumed),
         previous=worker.status,
         generation=worker.generation,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from rocky_operator.api.spec import RockyRunSpec
 from rocky_operator.api.status import RockyRunStatus
 from rocky_operator.kube.act import create_pods, delete_finished
 from rocky_operator.kube.client import KubeClient, KubeError
-from rocky_operator.kube.observe import observe
+from rocky_operator.kube.observe import JournalIndex, observe
 from rocky_operator.kube.prepare import prepare
 from rocky_operator.kube.report import (
     announce_failures,
@@ -41,7 +42,7 @@ from rocky_operator.kube.report import (
 )
 from rocky_operator.kube.settings import ControllerSettings
 from rocky_operator.kube.store import RunStore
-from rocky_operator.logic.decide import Attempt, AttemptState
+from rocky_operator.logic.decide import Attempt, AttemptState, Decision
 from rocky_operator.logic.decide_incremental import IncrementalDecider
 from rocky_operator.logic.pods import LABEL_RUN, PodSettings, aborted_attempt
 from rocky_operator.logic.policy import RunPolicy
@@ -100,8 +101,13 @@ class RunWorker:
     halt: str | None = None
     """Set by prepare() when the frozen spec is outside the runner policy of this
     operator process (tightened since the run was planned): the run stops, no new pod."""
+    marks: set[tuple[str, int]] = field(default_factory=set)
+    """Of :attr:`created`, those not yet written with a journal batch (they ride along)."""
     _keys: list[str] | None = None
     _planned_keys: set[str] | None = None
+    _by_key: dict[str, PlannedTable] | None = None
+    _index: JournalIndex | None = None
+    _indexed: dict[tuple[str, int], Attempt] | None = None
 
     @property
     def keys(self) -> list[str]:
@@ -117,6 +123,25 @@ class RunWorker:
         return self._planned_keys
 
     @property
+    def by_key(self) -> dict[str, PlannedTable]:
+        """The planned tables by key (made once: the plan is fixed once prepared)."""
+        if self._by_key is None:
+            self._by_key = {t.key: t for t in self.tables}
+        return self._by_key
+
+    @property
+    def index(self) -> JournalIndex:
+        """The journal's running attempts and retry counts (rebuilt if the journal is
+        replaced, as prepare() does)."""
+        if self._index is None or self._indexed is not self.journal:
+            self._index, self._indexed = JournalIndex(self.journal), self.journal
+        return self._index
+
+    def record(self, attempts: Iterable[Attempt]) -> None:
+        """Add journaled attempts to the journal in memory (after the store has them)."""
+        self.index.record(self.journal, attempts)
+
+    @property
     def client(self) -> KubeClient:
         return self.controller.client
 
@@ -129,7 +154,10 @@ class RunWorker:
 
     def pods_created(self, *idents: tuple[str, int]) -> None:
         """These attempts' pods exist (or existed): if one goes missing, it was lost."""
-        self.created.update(idents)
+        for ident in idents:
+            if ident not in self.created:
+                self.created.add(ident)
+                self.marks.add(ident)
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -195,6 +223,32 @@ class RunWorker:
             await self.client.patch_run_status(self.namespace, self.name, status_document(noted))
             self.status = noted
 
+    async def clean_up(
+        self, pod_names: Mapping[tuple[str, int], str], new: Iterable[Attempt], decision: Decision
+    ) -> None:
+        """After the final status: delete the finished pods, announce this pass's failures.
+
+        Never retried by this worker (the run is finished: a retried pass would write the
+        final status again); pods left by an API error or a stop in between are deleted by
+        the controller's sweep of a finished run
+        (:func:`~rocky_operator.kube.act.sweep_finished_run`).
+        """
+        try:
+            await delete_finished(self, pod_names, decision)
+        except KubeError as exc:
+            log.warning("run %s/%s: pods left after the final status: %s", *self.ident, exc)
+            self.controller.sweep(*self.ident)  # tried again beside, then by the next process
+        else:
+            self.controller.swept.add(self.ident)  # none left: no sweep needed
+        try:
+            await announce_failures(self, new, decision)
+        except KubeError as exc:
+            log.warning("run %s/%s: could not post the failures' Event: %s", *self.ident, exc)
+
+    @property
+    def ident(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
     async def sleep(self) -> None:
         """Wait for a pod event (then coalesce), a retry time, a due status write or
         the periodic resync, whichever comes first."""
@@ -227,6 +281,7 @@ class RunWorker:
             now,
             PodSettings(stuck_grace_seconds=self.settings.stuck_grace_seconds),
             self.created,
+            self.index.running,
         )
         attempts, new = seen.attempts, seen.new
         self.pods_created(*seen.pod_names)
@@ -260,22 +315,36 @@ class RunWorker:
             new[(attempt.table, attempt.number)] = attempt
 
         # 1. Record before acting: results before their pods go, starts before pods exist.
+        marks = set(self.marks)
         try:
-            await self.store.append_journal(list(new.values()), self.created)
+            await self.store.append_journal(list(new.values()), marks)
         except BaseException:
             self.decider = None  # it saw what was not journaled: rebuilt from the journal
             raise
+        if new:
+            self.marks -= marks
         self.unobserved.extend(starts)  # the decider sees them next pass (decision stays valid)
-        before = self.journal
-        self.journal = {**self.journal, **new}
-        count(self, new.values(), before, decision)
+        self.record(new.values())
+        count(self, new.values(), decision)
         if new:
             self.progressed()
         # 2. Act (pods journaled as started but never created first, same numbers).
         aborted = set(decision.abort)
         late = [a for a in seen.uncreated if (a.table, a.number) not in aborted]
-        await create_pods(self, [*late, *starts])
-        await delete_finished(self, seen.pod_names, decision)
+        if decision.finished:
+            # 3. The final status first (every result is journaled), then the pods.
+            await finish(self, decision, now)
+            await self.clean_up(seen.pod_names, new.values(), decision)
+            return True
+        # Independent: the new pods are journaled as started, the doomed ones as finished.
+        created, deleted = await asyncio.gather(
+            create_pods(self, [*late, *starts]),
+            delete_finished(self, seen.pod_names, decision),
+            return_exceptions=True,
+        )
+        for outcome in (created, deleted):
+            if isinstance(outcome, BaseException):
+                raise outcome
         # 3. Report.
         log.debug(
             "run %s/%s pass %d: %d pods, %d recorded, %d started, %d aborted",
@@ -289,8 +358,5 @@ class RunWorker:
         )
         self.requeue_at = decision.requeue_at
         await announce_failures(self, new.values(), decision)
-        if decision.finished:
-            await finish(self, decision, now)
-            return True
         await write_status(self, decision, now)
         return False

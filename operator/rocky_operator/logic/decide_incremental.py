@@ -373,6 +373,21 @@ class _Outcomes(Mapping[str, TableOutcome]):
             return _give_up(outcome)
         return outcome
 
+    def tally(self) -> tuple[Counter[TableState], Counter[str]] | None:
+        """Tables by state, final failures by kind: O(starts + failures); None if halting."""
+        decider = self._decider
+        if decider._version != self._version:
+            raise RuntimeError("a decision of an IncrementalDecider read after a later observe()")
+        if self._pending_as is not None or self._give_up_waiting:
+            return None  # the pending tables change: read them all
+        states = Counter(decider._counts)
+        for key, outcome in self._overrides.items():
+            states[decider._outcomes[key].state] -= 1
+            states[outcome.state] += 1
+        failed = (self[key] for key in decider._final_failures)
+        kinds = Counter((o.failure_kind or FailureKind.UNKNOWN).value for o in failed)
+        return states, kinds
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._decider.order)
 

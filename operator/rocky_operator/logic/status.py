@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -116,16 +116,40 @@ def count_retries(attempts: Iterable[Attempt]) -> dict[str, int]:
 REASON_NO_TABLES = "NoTablesMatched"
 
 
+def _tallies(decision: Decision) -> tuple[Counter[TableState], dict[str, int]]:
+    """Tables by state and final failures by kind: from the outcomes' own tally when they
+    keep one (an incremental decision: O(changes), not O(tables)), else by reading all."""
+    tally = getattr(decision.outcomes, "tally", None)
+    if callable(tally):
+        found = tally()
+        if found is not None:
+            states, kinds = found
+            return states, dict(sorted(kinds.items()))
+    outcomes = list(decision.outcomes.values())
+    kinds = Counter(
+        (o.failure_kind or FailureKind.UNKNOWN).value
+        for o in outcomes
+        if o.state is TableState.FAILED
+    )
+    return Counter(o.state for o in outcomes), dict(sorted(kinds.items()))
+
+
 def table_counts(decision: Decision, resumed: int, attempts: int, excluded: int = 0) -> TableCounts:
-    states = Counter(o.state for o in decision.outcomes.values())
+    states, _kinds = _tallies(decision)
+    return _counts(states, len(decision.outcomes), resumed, attempts, excluded)
+
+
+def _counts(
+    states: Mapping[TableState, int], planned: int, resumed: int, attempts: int, excluded: int
+) -> TableCounts:
     return TableCounts(
-        planned=len(decision.outcomes),
-        pending=states[TableState.PENDING],
-        running=states[TableState.RUNNING],
-        waiting_retry=states[TableState.WAITING_RETRY],
-        copied=states[TableState.COPIED],
-        failed=states[TableState.FAILED],
-        not_attempted=states[TableState.NOT_ATTEMPTED],
+        planned=planned,
+        pending=states.get(TableState.PENDING, 0),
+        running=states.get(TableState.RUNNING, 0),
+        waiting_retry=states.get(TableState.WAITING_RETRY, 0),
+        copied=states.get(TableState.COPIED, 0),
+        failed=states.get(TableState.FAILED, 0),
+        not_attempted=states.get(TableState.NOT_ATTEMPTED, 0),
         resumed=resumed,
         excluded=excluded,
         attempts=attempts,
@@ -133,12 +157,7 @@ def table_counts(decision: Decision, resumed: int, attempts: int, excluded: int 
 
 
 def failure_counts(decision: Decision) -> dict[str, int]:
-    counts = Counter(
-        (o.failure_kind or FailureKind.UNKNOWN).value
-        for o in decision.outcomes.values()
-        if o.state is TableState.FAILED
-    )
-    return dict(sorted(counts.items()))
+    return _tallies(decision)[1]
 
 
 def bound_run_output(full: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -180,7 +199,7 @@ def bound_run_output(full: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
 def build_status(
     *,
     decision: Decision,
-    attempts: Sequence[Attempt],
+    attempts: Collection[Attempt],
     resumed: int,
     previous: RockyRunStatus,
     generation: int | None,
@@ -190,15 +209,18 @@ def build_status(
     output: OutputRef | None = None,
     excluded: int = 0,
     no_tables: str | None = None,
+    retries: Mapping[str, int] | None = None,
 ) -> RockyRunStatus:
     """Status of an accepted run; ``run_output`` (complete) is given once it finished.
 
     ``no_tables`` (:func:`~rocky_operator.logic.tables.no_tables_message`) marks a plan
     of zero tables: every condition's reason is then ``NoTablesMatched``, so the run
     cannot read as a plain success (its exit code stays 0, as ``rocky run``'s).
+    ``retries``: :func:`count_retries` of ``attempts`` when the caller keeps it up to date.
     """
-    counts = table_counts(decision, resumed, len(attempts), excluded)
-    failures = failure_counts(decision)
+    states, failures = _tallies(decision)
+    counts = _counts(states, len(decision.outcomes), resumed, len(attempts), excluded)
+    retried = dict(retries) if retries is not None else count_retries(attempts)
     conditions = set_condition(
         previous.conditions,
         type=CONDITION_ACCEPTED,
@@ -256,7 +278,7 @@ def build_status(
             conditions=conditions,
             tables=counts,
             failures=failures,
-            retries=count_retries(attempts),
+            retries=retried,
             run_output=bounded,
             run_output_truncated=truncated,
             output=output,
@@ -280,7 +302,7 @@ def build_status(
         conditions=conditions,
         tables=counts,
         failures=failures,
-        retries=count_retries(attempts),
+        retries=retried,
     )
 
 
