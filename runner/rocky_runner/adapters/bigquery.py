@@ -22,11 +22,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from google.api_core import exceptions as api_exceptions
-from google.cloud import bigquery
-from google.cloud.bigquery import retry as bq_retry
-from google.oauth2 import service_account
-
 from rocky_runner.adapters import sql_dialect as sql
 from rocky_runner.adapters.base import (
     CopyStats,
@@ -36,10 +31,23 @@ from rocky_runner.adapters.base import (
     relation_kind,
     table_names,
 )
+from rocky_runner.adapters.lean_import import without_modules
 from rocky_runner.contract import ENV_BIGQUERY_CREDENTIALS, FailureKind, TableTask
 from rocky_runner.drift import Column
 from rocky_runner.errors import AdapterConfigError, ClassifiedError
 from rocky_runner.replication import WriteMode
+
+#: What the client library imports only because it is installed: grpc / grpc_status
+#: (``google.api_core.exceptions`` maps gRPC codes; the client speaks REST) and pandas /
+#: pyarrow / numpy / db_dtypes (DataFrame support; query results come as JSON). See
+#: :mod:`.lean_import`.
+UNUSED_EXTRAS = ("grpc", "grpc_status", "pandas", "pyarrow", "numpy", "db_dtypes")
+
+with without_modules(*UNUSED_EXTRAS):
+    from google.api_core import exceptions as api_exceptions
+    from google.cloud import bigquery
+    from google.cloud.bigquery import retry as bq_retry
+    from google.oauth2 import service_account
 
 DIALECT: sql.DialectName = "bigquery"
 SCOPES = ("https://www.googleapis.com/auth/bigquery",)

@@ -25,7 +25,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from databricks import sql as databricks_sql
 from sqlglot import exp
 
 from rocky_runner.adapters import sql_dialect as sql
@@ -38,10 +37,25 @@ from rocky_runner.adapters.base import (
     SchemaName,
     table_names,
 )
+from rocky_runner.adapters.lean_import import quiet_logger, without_modules
 from rocky_runner.contract import ENV_DATABRICKS_TOKEN, TableTask
 from rocky_runner.drift import Column
 from rocky_runner.errors import AdapterConfigError
 from rocky_runner.replication import WriteMode
+
+#: What ``databricks.sql.client`` imports only because it is installed: pyarrow (Arrow
+#: fetch APIs and cloud fetch, both unused; without it the warehouse answers in Thrift
+#: columns, supported since connector 4.0). pandas stays: the client imports it
+#: unconditionally. See :mod:`.lean_import`.
+UNUSED_EXTRAS = ("pyarrow",)
+
+# The client and its Thrift backend now, with pyarrow hidden (``connect`` would import
+# them at the first login, when pyarrow is visible again); the fork server's preload then
+# covers them too. The client's "pyarrow is not installed" warning is expected.
+with without_modules(*UNUSED_EXTRAS), quiet_logger("databricks.sql.client"):
+    import databricks.sql.backend.thrift_backend
+    import databricks.sql.client  # noqa: F401  (loaded now, for its side effect)
+    from databricks import sql as databricks_sql
 
 DIALECT: sql.DialectName = "databricks"
 

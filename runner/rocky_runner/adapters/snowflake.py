@@ -28,9 +28,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import snowflake.connector
-from snowflake.connector.errors import Error as SnowflakeError
-
 from rocky_runner.adapters import sql_dialect as sql
 from rocky_runner.adapters.base import (
     CopyStats,
@@ -40,6 +37,7 @@ from rocky_runner.adapters.base import (
     relation_kind,
     table_names,
 )
+from rocky_runner.adapters.lean_import import without_modules
 from rocky_runner.contract import (
     ENV_SNOWFLAKE_PASSWORD,
     ENV_SNOWFLAKE_PRIVATE_KEY,
@@ -49,6 +47,16 @@ from rocky_runner.contract import (
 from rocky_runner.drift import Column
 from rocky_runner.errors import AdapterConfigError, ClassifiedError
 from rocky_runner.replication import WriteMode
+
+#: What ``snowflake.connector`` imports only because it is installed (pandas / pyarrow for
+#: the DataFrame and Arrow fetch APIs, boto3 / botocore for AWS detection and workload
+#: identity, numpy for binding numpy values): the copy uses none of them. See
+#: :mod:`.lean_import`.
+UNUSED_EXTRAS = ("pandas", "pyarrow", "numpy", "boto3", "botocore")
+
+with without_modules(*UNUSED_EXTRAS):
+    import snowflake.connector
+    from snowflake.connector.errors import Error as SnowflakeError
 
 DIALECT: sql.DialectName = "snowflake"
 _PLAIN_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
