@@ -103,6 +103,13 @@ class Metrics:
             ["namespace"],
             registry=self.registry,
         )
+        self.leader = Gauge(
+            "rocky_operator_leader",
+            "1 while this replica leads: it holds the leader-election Lease, or runs without "
+            "leader election (--leader-election-lease unset); 0 while it stands by.",
+            registry=self.registry,
+        )
+        self.leader.set(1)  # without leader election; an elector sets 0 until it leads
         self.build_info = Gauge(
             "rocky_build_info",
             "Always 1; the labels name the operator's version, Python and kopf.",

@@ -75,6 +75,7 @@ def test_registry_has_the_design_metrics() -> None:
     assert series["rocky_worker_errors_total"] == {"namespace", "kind"}
     assert series["rocky_run_last_progress_timestamp_seconds"] == {"namespace"}
     assert series["rocky_build_info"] == {"version", "python_version", "kopf_version"}
+    assert series["rocky_operator_leader"] == set()
 
 
 def _walk(node: Any) -> Iterator[Any]:
@@ -192,6 +193,7 @@ def test_every_alert_is_actionable(render: Render) -> None:
         "RockyOperatorWorkerErrors",
         "RockyOperatorDown",
         "RockyOperatorMetricsAbsent",
+        "RockyOperatorNoLeader",
     }
     assert alerts["RockyTableAuthFailed"]["labels"]["severity"] == "critical"
     assert alerts["RockyOperatorDown"]["labels"]["severity"] == "critical"

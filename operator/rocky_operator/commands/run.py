@@ -324,7 +324,9 @@ async def lead_then_operate(
     On a graceful stop (SIGTERM, handled by kopf) the Lease is released for a standby."""
     from rocky_operator.kube.leader import LeaderElector
 
-    elector = LeaderElector(runtime.client, namespace, name, identity, timings)
+    elector = LeaderElector(
+        runtime.client, namespace, name, identity, timings, on_leading=runtime.metrics.leader.set
+    )
     await runtime.start()
     await elector.acquire()
 

@@ -64,6 +64,7 @@ class LeaderElector:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_leading: Callable[[bool], None] = lambda leading: None,
     ) -> None:
         self.client = client
         self.namespace = namespace
@@ -77,6 +78,9 @@ class LeaderElector:
         self.last_renewed: float | None = None
         self.acquired_at: float | None = None
         self._watchdog_stop: threading.Event | None = None
+        #: Told of every transition (the rocky_operator_leader gauge); False until it leads.
+        self._on_leading = on_leading
+        on_leading(False)
 
     @property
     def path(self) -> str:
@@ -179,9 +183,14 @@ class LeaderElector:
                 log.debug("lease %s/%s: %s", self.namespace, self.name, decision.reason)
             await asyncio.sleep(decision.wait_seconds or self.timings.retry_period)
         self.acquired_at = self._clock()
+        self._on_leading(True)
         log.info(
             "leader election: %s leads (lease %s/%s)", self.identity, self.namespace, self.name
         )
+
+    def _stand_down(self) -> None:
+        self.last_renewed = None
+        self._on_leading(False)
 
     async def hold(self) -> str:
         """Renew until this replica must stand down; returns the reason.
@@ -196,15 +205,15 @@ class LeaderElector:
             await asyncio.sleep(min(self.timings.retry_period, max(0.0, remaining)))
             remaining = self.last_renewed + deadline - self._clock()
             if remaining <= 0:
-                self.last_renewed = None
+                self._stand_down()
                 return f"no renewal succeeded within the renew deadline ({deadline:g} s)"
             try:
                 decision = await asyncio.wait_for(self._step(), timeout=remaining)
             except TimeoutError:
-                self.last_renewed = None
+                self._stand_down()
                 return f"no renewal succeeded within the renew deadline ({deadline:g} s)"
             if decision.action is Action.STAND_DOWN:
-                self.last_renewed = None
+                self._stand_down()
                 return decision.reason
 
     def start_watchdog(
@@ -238,7 +247,7 @@ class LeaderElector:
             self._watchdog_stop.set()
         if not self.leading or self._doc is None:
             return
-        self.last_renewed = None
+        self._stand_down()
         spec = {
             **(self._doc.get("spec") or {}),
             "holderIdentity": None,
