@@ -5,6 +5,12 @@
 #
 # Build:  docker build -t rocky-operator:dev .
 #         docker build --build-arg EXTRAS=operator -t rocky-operator:duckdb-only .
+# Per-adapter runner images (issue 15 goal 3; same code, only that adapter's extra; the pod's
+# command is rocky-runner; sizes in docs/runner.md "Lean connector imports"):
+#         docker build --build-arg EXTRAS=snowflake -t rocky-runner:snowflake .
+#         docker build --build-arg EXTRAS=bigquery -t rocky-runner:bigquery .
+#         docker build --build-arg EXTRAS=databricks -t rocky-runner:databricks .
+# (a DuckDB runner is the duckdb-only image above: EXTRAS must name at least one extra)
 #
 # Both stages use the same python:<version>-slim base, so the virtualenv's interpreter path is
 # identical in the builder and the final image. Dependencies are installed from wheels only
@@ -50,7 +56,11 @@ COPY runner ./runner
 RUN pip install --no-cache-dir --no-deps . \
     && python -m compileall -q "$VIRTUAL_ENV" \
     && rocky-operator --help >/dev/null \
-    && python -c "import rocky_runner.main"
+    && python -c "import rocky_runner.main" \
+    && IFS=, && for extra in ${EXTRAS}; do \
+         case "$extra" in databricks|snowflake|bigquery) \
+           python -c "import rocky_runner.adapters.${extra}" ;; esac; \
+       done
 
 
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
