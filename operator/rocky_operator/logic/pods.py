@@ -279,11 +279,12 @@ def classify_pod(
 
 
 def missing_pod_attempt(key: str, number: int, started_at: datetime, now: datetime) -> Attempt:
-    """An attempt recorded as started whose pod is gone without a result: transient.
+    """An attempt whose pod existed (seen, or recorded as created) and is gone without a
+    result: transient, retried under the next attempt number.
 
-    Either someone deleted the pod before it finished, or the operator stopped between
-    recording the start and creating the pod; retrying is right in both cases, and the
-    attempt number is never reused.
+    Only for a pod known to have existed: an attempt journaled as started whose pod was
+    never created (the operator stopped in between, or the create failed) is not lost but
+    created now under the same number, costing no retry (kube/observe.py, ``uncreated``).
     """
     return Attempt(
         table=key,
