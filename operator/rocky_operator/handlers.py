@@ -18,6 +18,7 @@ from typing import Any
 import kopf
 
 from rocky_operator.api.spec import API_GROUP, API_VERSION, PLURAL
+from rocky_operator.kube.configuration import CredentialRefresher, authorization
 from rocky_operator.kube.runtime import Runtime
 from rocky_operator.logic.pods import LABEL_RUN
 
@@ -54,21 +55,23 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.login()
-def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
-    """kopf talks to the same API server, with the same credentials, as the run workers."""
+async def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    """kopf talks to the same API server, with the same credentials, as the run workers: the
+    one configuration of ``kube/configuration.py``, its credentials re-loaded first (kopf logs
+    in again after a 401: an expired exec-plugin token, a rotated ServiceAccount token)."""
     config = _runtime(memo).configuration
-    header = config.get_api_key_with_prefix("BearerToken") or ""
+    refresher = config.refresh_api_key_hook
+    header = await authorization(config, force=True) or ""
     scheme, _sep, token = header.rpartition(" ")
     return kopf.ConnectionInfo(
-        server=config.host,
+        server=str(config.host),
         ca_path=config.ssl_ca_cert,
         insecure=not config.verify_ssl,
-        username=config.username or None,
-        password=config.password or None,
         scheme=scheme or ("Bearer" if token else None),
         token=token or None,
         certificate_path=config.cert_file,
         private_key_path=config.key_file,
+        expiration=refresher.expiration if isinstance(refresher, CredentialRefresher) else None,
     )
 
 

@@ -14,7 +14,6 @@ ServiceAccount needs ``get/list/watch/patch`` on ``rockyschedules``, ``patch`` o
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pydantic import ValidationError
 from rocky_operator.api import schedule as api
 from rocky_operator.client.result import RockyClientError
 from rocky_operator.client.schedules import ScheduleApi, ScheduleNotFoundError
+from rocky_operator.kube.runtime import Runtime
 from rocky_operator.logic.schedule import EventType, ScheduleEvent, decide_schedule
 from rocky_operator.logic.schedule_objects import (
     build_run_manifest,
@@ -42,24 +42,6 @@ POLL_SECONDS = float(os.environ.get("ROCKY_SCHEDULE_POLL_SECONDS", "15"))
 #: Shortest sleep, so a clock a little behind the API server cannot make a busy loop.
 MIN_SLEEP_SECONDS = 0.5
 
-_api: ScheduleApi | None = None
-
-
-def _schedule_api(configuration: Any | None = None) -> ScheduleApi:
-    """One synchronous API client for all schedules (created on first use).
-
-    ``configuration`` is the operator's own (``rocky-operator run --context``, through
-    ``memo.runtime``); without it, the in-cluster configuration or the kubeconfig.
-    """
-    global _api
-    if _api is None:
-        from kubernetes import client as k8s
-
-        from rocky_operator.kube.client import load_configuration
-
-        _api = ScheduleApi(k8s.ApiClient(configuration or load_configuration()))
-    return _api
-
 
 @dataclass(frozen=True)
 class PassResult:
@@ -68,10 +50,12 @@ class PassResult:
     """None: the schedule is gone, stop."""
 
 
-def reconcile_schedule(client: ScheduleApi, namespace: str, name: str, now: datetime) -> PassResult:
-    """One pass over one schedule (synchronous: runs in a worker thread)."""
+async def reconcile_schedule(
+    client: ScheduleApi, namespace: str, name: str, now: datetime
+) -> PassResult:
+    """One pass over one schedule, in the operator's event loop."""
     try:
-        obj = client.get_schedule(namespace, name)
+        obj = await client.get_schedule(namespace, name)
     except ScheduleNotFoundError:
         return PassResult((), None)
     meta = obj["metadata"]
@@ -95,14 +79,16 @@ def reconcile_schedule(client: ScheduleApi, namespace: str, name: str, now: date
         }
         old_ready = [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]
         if not old_ready or old_ready[0].get("reason") != "InvalidSpec":
-            client.patch_schedule_status(namespace, name, new_status)
+            await client.patch_schedule_status(namespace, name, new_status)
             event = ScheduleEvent(EventType.WARNING, "InvalidSpec", new_status_message(exc))
             return PassResult((event,), POLL_SECONDS)
         return PassResult((), POLL_SECONDS)
 
     uid = str(meta["uid"])
     children = [
-        observe_child(run) for run in client.list_runs(namespace, name) if is_owned_by(run, uid)
+        observe_child(run)
+        for run in await client.list_runs(namespace, name)
+        if is_owned_by(run, uid)
     ]
     decision = decide_schedule(
         spec,
@@ -114,9 +100,9 @@ def reconcile_schedule(client: ScheduleApi, namespace: str, name: str, now: date
         children=children,
     )
     for run_name, _why in decision.delete:
-        client.delete_run(namespace, run_name)
+        await client.delete_run(namespace, run_name)
     if decision.create is not None:
-        client.create_run(
+        await client.create_run(
             namespace,
             build_run_manifest(spec, schedule_name=name, schedule_uid=uid, run=decision.create),
         )
@@ -128,7 +114,7 @@ def reconcile_schedule(client: ScheduleApi, namespace: str, name: str, now: date
         previous_conditions=status.get("conditions") or [],
     )
     if any(status.get(k) != v for k, v in new_status.items()):
-        client.patch_schedule_status(namespace, name, new_status)
+        await client.patch_schedule_status(namespace, name, new_status)
     events = decision.events + tuple(
         ScheduleEvent(EventType.NORMAL, "RunDeleted", f"deleted {run_name}: {why}")
         for run_name, why in decision.delete
@@ -161,13 +147,11 @@ async def schedule_daemon(
     """Keep one RockySchedule's runs on schedule until the schedule is deleted."""
     if name is None or namespace is None:  # RockySchedule is namespaced: cannot happen
         raise kopf.PermanentError("a RockySchedule without name or namespace")
-    runtime = getattr(memo, "runtime", None)
-    client = _schedule_api(getattr(runtime, "configuration", None))
+    runtime: Runtime = memo.runtime
+    client = ScheduleApi(runtime.client)  # the operator's one API client
     while not stopped:
         try:
-            result = await asyncio.to_thread(
-                reconcile_schedule, client, namespace, name, datetime.now(UTC)
-            )
+            result = await reconcile_schedule(client, namespace, name, datetime.now(UTC))
         except RockyClientError as exc:
             # An API error (converted once, in client.schedules): try again next pass.
             # Anything else is a bug: kopf logs it and restarts the daemon after a backoff.

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from kubernetes import client as k8s
 from tests.chart.support import NAMESPACE, Render, find
 
 from rocky_operator.kube.client import KubeClient
+from rocky_operator.kube.configuration import configuration_for
 from rocky_operator.kube.leader import LeaderElector
 from rocky_operator.logic.leader import LeaseTimings
 
@@ -78,9 +78,7 @@ async def store() -> AsyncIterator[tuple[LeaseStore, str]]:
 
 
 def _client(url: str) -> KubeClient:
-    configuration = k8s.Configuration()
-    configuration.host = url
-    return KubeClient(configuration)
+    return KubeClient(configuration_for(url))
 
 
 async def test_one_leads_the_other_takes_over_on_release_and_the_chart_grants_that(

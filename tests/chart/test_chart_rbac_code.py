@@ -1,8 +1,8 @@
 """The chart's roles against the verbs the operator's code calls, verb by verb.
 
-Every public method of the operator's two API clients (``kube/client.py``, the run workers'
-aiohttp client; ``client/schedules.py``, the schedule controller's) is called against a
-loopback HTTP server that records each request; each request becomes the (apiGroup,
+Every public method of the operator's API client (``kube/client.py``, the one client of the
+operator process) and of the schedule controller's calls over it (``client/schedules.py``) is
+called against a loopback HTTP server that records each request; each request becomes the (apiGroup,
 resource, verb) RBAC would check. That set, plus what kopf itself does (named below with
 why), must be exactly what the chart's ClusterRole grants: a grant no code path needs, or a
 call the chart does not grant, fails here, without a cluster. (tests/e2e/test_least_privilege.py
@@ -23,11 +23,11 @@ from urllib.parse import parse_qs
 
 import pytest
 from aiohttp import web
-from kubernetes import client as k8s
 from tests.chart.support import REPO, Render, only
 
 from rocky_operator.client.schedules import ScheduleApi
 from rocky_operator.kube.client import KubeClient
+from rocky_operator.kube.configuration import configuration_for
 from rocky_operator.kube.settings import ControllerSettings
 
 Verb = tuple[str, str, str]
@@ -151,7 +151,8 @@ def _public_methods(cls: type) -> list[str]:
     return [
         n
         for n, member in inspect.getmembers(cls, inspect.isfunction)
-        if not n.startswith("_") and n not in ("close", "request")  # request: the transport
+        # request, watch: the transport
+        if not n.startswith("_") and n not in ("close", "request", "watch")
     ]
 
 
@@ -161,19 +162,17 @@ def _call_args(fn: Any) -> dict[str, Any]:
 
 
 async def _code_verbs(recorder: Recorder) -> set[Verb]:
-    configuration = k8s.Configuration()
-    configuration.host = recorder.url
-    kube = KubeClient(configuration)
+    kube = KubeClient(configuration_for(recorder.url))
+    schedules = ScheduleApi(kube)
     try:
         for name in _public_methods(KubeClient):
             method = getattr(kube, name)
             await method(**_call_args(method))
+        for name in _public_methods(ScheduleApi):
+            method = getattr(schedules, name)
+            await method(**_call_args(method))
     finally:
         await kube.close()
-    schedules = ScheduleApi(k8s.ApiClient(configuration))
-    for name in _public_methods(ScheduleApi):
-        method = getattr(schedules, name)
-        await asyncio.to_thread(method, **_call_args(method))
     return set(recorder.seen)
 
 

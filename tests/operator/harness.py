@@ -26,10 +26,11 @@ import attrs
 import kmock
 import kopf
 from kmock._internal import parsing as _parsing
-from kubernetes import client as k8s
+from kubernetes_asyncio.client import Configuration
 from tests.support.kubeapi import ApiError, KubeApi
 
 from rocky_operator.api.spec import API_GROUP, API_VERSION, PLURAL
+from rocky_operator.kube import configuration as kube_configuration
 from rocky_operator.kube.controller import ControllerSettings
 from rocky_operator.kube.runtime import Runtime
 from rocky_operator.logic.pods import LABEL_RUN
@@ -573,15 +574,13 @@ class OperatorLife:
 
 #: Client configurations of API servers that need credentials (a real kube-apiserver),
 #: by server URL; a server not listed here is the unauthenticated test server.
-CONFIGURATIONS: dict[str, k8s.Configuration] = {}
+CONFIGURATIONS: dict[str, Configuration] = {}
 
 
-def configuration_for(server: str) -> k8s.Configuration:
+def configuration_for(server: str) -> Configuration:
     if server in CONFIGURATIONS:
         return CONFIGURATIONS[server]
-    configuration = k8s.Configuration()
-    configuration.host = server
-    return configuration
+    return kube_configuration.configuration_for(server)
 
 
 @contextlib.asynccontextmanager

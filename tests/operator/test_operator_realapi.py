@@ -15,8 +15,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from tests.operator.harness import CONFIGURATIONS, Cluster
 from tests.operator.test_operator_controller import (  # noqa: F401  (collected again here)
     test_bad_spec_fails_without_pods,
@@ -38,6 +36,8 @@ from tests.operator.test_operator_spec_freeze import (  # noqa: F401  (collected
 )
 from tests.support.kubeapi import KubeApi, KubeConfig
 
+from rocky_operator.kube.configuration import load_configuration
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,13 +58,12 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 
 @pytest.fixture
-def api_server(control_plane: object) -> str:
-    configuration = k8s.Configuration()
-    k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=str(control_plane.kubeconfig),  # type: ignore[attr-defined]
-        client_configuration=configuration,
-    )
-    CONFIGURATIONS[configuration.host] = configuration
+async def api_server(control_plane: object, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The operator's configuration, loaded as `rocky-operator run` loads it."""
+    monkeypatch.setenv("KUBECONFIG", str(control_plane.kubeconfig))  # type: ignore[attr-defined]
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    configuration = await load_configuration()
+    CONFIGURATIONS[str(configuration.host)] = configuration
     return str(configuration.host)
 
 

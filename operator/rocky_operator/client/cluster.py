@@ -1,5 +1,9 @@
 """Run RockyRuns on a cluster with the (synchronous) Kubernetes client.
 
+This is the user's side (``rocky-operator output``, Dagster, scripts), another process than the
+operator: the operator process uses one asynchronous client (``kube/client.py``) and never
+imports this module.
+
 ``submit`` creates the RockyRun, ``wait`` watches it until its ``Complete`` condition is
 ``True`` (re-listing when a watch ends or its resourceVersion expires) and reads the complete
 RunOutput: ``status.runOutput`` when it is whole, else the ConfigMaps named in
@@ -8,6 +12,7 @@ RunOutput: ``status.runOutput`` when it is whole, else the ConfigMaps named in
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -26,6 +31,36 @@ from rocky_operator.client.result import (
 FINISHED_PHASES = frozenset({"Succeeded", "PartialFailure", "Failed"})
 #: Per-request timeout (connect, read) in seconds.
 REQUEST_TIMEOUT = (10.0, 60.0)
+
+
+def load_configuration(context: str | None = None) -> Any:
+    """In-cluster configuration when running in a pod, else the kubeconfig (the synchronous
+    client's loaders: this is the user's side; the operator process uses kube/configuration.py).
+    """
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    from rocky_operator.kube.configuration import ConfigurationError
+
+    configuration = k8s.Configuration()
+    try:
+        k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
+    except k8s_config.ConfigException:
+        # $KUBECONFIG read now, not when the kubernetes package was imported.
+        path = os.environ.get("KUBECONFIG") or None
+        try:
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=path, context=context, client_configuration=configuration
+            )
+        except (k8s_config.ConfigException, OSError) as exc:
+            where = path or "~/.kube/config"
+            raise ConfigurationError(
+                f"no Kubernetes configuration: not running in a pod, and the kubeconfig "
+                f"({where}{', context ' + context if context else ''}) is not usable: {exc}"
+            ) from exc
+    return configuration
 
 
 def is_complete(obj: Mapping[str, Any]) -> bool:
@@ -63,8 +98,6 @@ class ClusterClient:
                 config_file=kubeconfig, context=context
             )
         if api_client is None:
-            from rocky_operator.kube.client import load_configuration
-
             api_client = k8s.ApiClient(load_configuration(context))
         self.namespace = namespace
         self.api_client = api_client

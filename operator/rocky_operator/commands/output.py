@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def fetch_output(configuration: Any, namespace: str, name: str) -> dict[str, Any] | None:
-    """The complete RunOutput of a finished run, or None when there is none (yet)."""
+    """The complete RunOutput of a finished run, or None when there is none (yet), through
+    the operator's own client (``configuration``: a ``kubernetes_asyncio`` one)."""
     from rocky_operator.kube.client import KubeClient
     from rocky_operator.kube.store import RunStore
 
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     """Read the run through the Python client, the same path consumers use."""
     from rocky_operator.client.cluster import ClusterClient, is_complete, read_complete_output
     from rocky_operator.client.result import RockyClientError, exit_code_of
-    from rocky_operator.kube.client import ConfigurationError
+    from rocky_operator.kube.configuration import ConfigurationError
 
     namespace = args.namespace or _default_namespace(args.context)
     try:

@@ -24,6 +24,8 @@ from rocky_operator.logic.runner_policy import (
 )
 
 if TYPE_CHECKING:
+    from kubernetes_asyncio.client import Configuration
+
     from rocky_operator.kube.runtime import Runtime
 
 HELP = "start the Kubernetes controller"
@@ -237,25 +239,25 @@ def runner_policy(args: argparse.Namespace) -> RunnerPolicy:
 
 
 def run(args: argparse.Namespace) -> int:
-    import kopf
+    from rocky_operator.kube.kopf_import import import_kopf
 
+    import_kopf()  # before the handlers import it: without the synchronous client
     # Importing these modules registers their kopf handlers (RockyRun, RockySchedule).
     import rocky_operator.handlers
     import rocky_operator.schedule_handlers  # noqa: F401
-    from rocky_operator.kube.client import ConfigurationError, load_configuration
-    from rocky_operator.kube.controller import ControllerSettings
-    from rocky_operator.kube.runtime import Runtime
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    try:
-        configuration = load_configuration(args.context)
-    except ConfigurationError as exc:
-        print(f"rocky-operator run: {exc}", file=sys.stderr)
-        return 1
-    runtime = Runtime(
+    return asyncio.run(operate_process(args))
+
+
+def build_runtime(args: argparse.Namespace, configuration: Configuration) -> Runtime:
+    from rocky_operator.kube.controller import ControllerSettings
+    from rocky_operator.kube.runtime import Runtime
+
+    return Runtime(
         configuration=configuration,
         settings=ControllerSettings(
             keep_failed_pods=args.keep_failed_pods,
@@ -268,6 +270,21 @@ def run(args: argparse.Namespace) -> int:
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port or None,
     )
+
+
+async def operate_process(args: argparse.Namespace) -> int:
+    """Load the one API configuration (in this event loop: the library's loaders and exec
+    plugins are asynchronous), then run kopf, behind the Lease when there is one."""
+    import kopf
+
+    from rocky_operator.kube.configuration import ConfigurationError, load_configuration
+
+    try:
+        configuration = await load_configuration(args.context)
+    except ConfigurationError as exc:
+        print(f"rocky-operator run: {exc}", file=sys.stderr)
+        return 1
+    runtime = build_runtime(args, configuration)
     namespaces = list(args.namespace)
 
     def operate() -> Coroutine[Any, Any, None]:
@@ -280,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
         )
 
     if not args.leader_election_lease:
-        asyncio.run(operate())
+        await operate()
         return 0
     lease_namespace = args.leader_election_namespace or (namespaces[0] if namespaces else None)
     if not lease_namespace:
@@ -295,15 +312,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"rocky-operator run: {exc}", file=sys.stderr)
         return 1
-    return asyncio.run(
-        lead_then_operate(
-            runtime,
-            operate,
-            lease_namespace,
-            args.leader_election_lease,
-            leader_identity(args),
-            timings,
-        )
+    return await lead_then_operate(
+        runtime,
+        operate,
+        lease_namespace,
+        args.leader_election_lease,
+        leader_identity(args),
+        timings,
     )
 
 

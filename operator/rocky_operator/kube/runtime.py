@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from kubernetes import client as k8s
+from kubernetes_asyncio.client import Configuration
 
 from rocky_operator.kube.client import KubeClient
 from rocky_operator.kube.controller import (
@@ -31,7 +31,9 @@ def _utcnow() -> datetime:
 class Runtime:
     """One operator process's state."""
 
-    configuration: k8s.Configuration
+    configuration: Configuration
+    """The one API configuration (``kube/configuration.py``): the run workers' client, the
+    schedules, the Lease and kopf's login all use it."""
     settings: ControllerSettings = field(default_factory=ControllerSettings)
     metrics_host: str = "0.0.0.0"
     metrics_port: int | None = 8080
