@@ -10,7 +10,8 @@ imports it, when installed, only to recognise its objects):
 * in a fresh interpreter, every module `rocky-operator run` loads imports (cheap, no cluster);
 * On the real control plane, `rocky-operator run` with leader election drives a RockyRun to the
   end (discovery pod, table pod, status, Events) and a RockySchedule's pass, under Python's
-  import profiler: over its whole life, until a graceful stop, not one ``kubernetes`` module.
+  import profiler: over its whole life, until a graceful stop, no ``kubernetes`` import but
+  kopf's optional probe.
 """
 
 from __future__ import annotations
@@ -162,4 +163,6 @@ def test_rocky_operator_run_uses_one_client_for_runs_schedules_lease_and_kopf(
     modules = imported_modules(proc.output())
     assert "kubernetes_asyncio.client.rest" in modules
     assert "rocky_operator.schedule_handlers" in modules
-    assert sorted(m for m in modules if is_sync_client(m)) == []
+    # The only attempts at the sync package (each refused by the blocker, yet profiled) are
+    # kopf's optional probe of its types (kopf/_cogs/helpers/thirdparty.py); none of ours.
+    assert {m for m in modules if is_sync_client(m)} <= {"kubernetes", "kubernetes.client"}
