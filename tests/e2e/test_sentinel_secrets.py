@@ -121,8 +121,16 @@ def _everything(
     for kind in ("rockyruns.rocky.dev", "events", "configmaps", "pods"):
         out = kubectl(cp, "-n", namespace, "get", kind, "-o", "json").stdout
         texts[f"kubectl get {kind}"] = out
-    # The output ConfigMaps hold the RunOutput gzip'd in binaryData: grep it unpacked.
-    for cm in json.loads(texts["kubectl get configmaps"])["items"]:
+    # The output ConfigMaps hold the RunOutput gzip'd in binaryData: grep it unpacked, and
+    # not as its base64, where a base64 secret (a PEM key's body) shares a 6-character run
+    # with the compressed bytes' encoding by chance now and then (CI, d8b5b58). Nor the API
+    # server's public CA certificate (kube-root-ca.crt), base64 the operator did not write.
+    config_maps = json.loads(texts["kubectl get configmaps"])["items"]
+    config_maps = [cm for cm in config_maps if cm["metadata"]["name"] != "kube-root-ca.crt"]
+    texts["kubectl get configmaps"] = json.dumps(
+        [{**cm, "binaryData": sorted(cm.get("binaryData") or {})} for cm in config_maps]
+    )
+    for cm in config_maps:
         for key, value in (cm.get("binaryData") or {}).items():
             raw = base64.b64decode(value)
             with contextlib.suppress(OSError, EOFError):
