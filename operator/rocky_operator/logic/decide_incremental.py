@@ -23,8 +23,9 @@ Cost of a pass: ``observe`` is O(attempts given, plus their tables' histories);
 stop the run (cancellation, fail-fast) and the circuit breaker turn every pending table
 into a final outcome; those are computed lazily, when an outcome is read.
 
-The :class:`~rocky_operator.logic.decide.Decision` returned reads the decider's state:
-use it before the next ``observe`` (reading it afterwards raises ``RuntimeError``).
+The :class:`~rocky_operator.logic.decide.Decision` returned reads the decider's state
+(its outcomes are a :class:`~rocky_operator.logic.incremental_outcomes.DecisionOutcomes`
+view): use it before the next ``observe`` (reading it afterwards raises ``RuntimeError``).
 
 Pure: the clock is the ``now`` argument; no I/O, no logging.
 """
@@ -34,11 +35,10 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
 
-from rocky_operator.logic import decide as _decide
 from rocky_operator.logic.decide import (
     _STATE_RANK,
     TERMINAL_STATES,
@@ -47,31 +47,13 @@ from rocky_operator.logic.decide import (
     Decision,
     TableOutcome,
     TableState,
-    _give_up,
     _kind,
     _observed_outcome,
 )
+from rocky_operator.logic.incremental_outcomes import DecisionOutcomes, breaker_failed, halted
 from rocky_operator.logic.policy import RunPolicy
 from rocky_operator.logic.write_groups import FileAccess, FileLocks
 from rocky_runner.contract import FailureKind
-
-
-def _never_started(outcome: TableOutcome, note: str, blocked: tuple[str, ...]) -> TableOutcome:
-    """A pending table a halting run will not start (``decide`` before stopped attempts)."""
-    return TableOutcome(
-        table=outcome.table,
-        state=TableState.NOT_ATTEMPTED,
-        attempts=0,
-        error=note,
-        blocked_by=blocked,
-    )
-
-
-#: What a pending table becomes when the run halts: ``decide``'s own rule where it has
-#: one (``not_attempted``, which also covers tables whose attempt the run stopped).
-not_attempted: Callable[[TableOutcome, str, tuple[str, ...]], TableOutcome] = getattr(
-    _decide, "not_attempted", _never_started
-)
 
 
 class IncrementalDecider:
@@ -209,7 +191,7 @@ class IncrementalDecider:
 
         if cancelled or halt:
             reason = halt or "cancelled"
-            pending_as = _halted(f"not attempted: {halt or 'the run was cancelled'}", ())
+            pending_as = halted(f"not attempted: {halt or 'the run was cancelled'}", ())
         elif policy.fail_fast and self._final_failures:
             final = sorted(
                 (self._outcomes[key] for key in self._final_failures),
@@ -219,7 +201,7 @@ class IncrementalDecider:
             reason = f"fail-fast: {first.table} failed ({first.failure_kind})"
             note = f"not attempted: fail-fast after table {first.table} failed"
             note += f" ({first.failure_kind})"
-            pending_as = _halted(note, tuple(o.table for o in final))
+            pending_as = halted(note, tuple(o.table for o in final))
         if pending_as is not None:
             abort = tuple(running)
             give_up_waiting = True
@@ -235,7 +217,7 @@ class IncrementalDecider:
                     f"{self._auth_failures} auth-failed results against the warehouse "
                     f"(threshold {threshold})"
                 )
-                pending_as = partial(_breaker_failed, note=note)
+                pending_as = partial(breaker_failed, note=note)
             start = self._starts(now, running, fresh=not breaker_open)
             for key, number in start:
                 overrides[key] = TableOutcome(
@@ -262,7 +244,7 @@ class IncrementalDecider:
                 and self._counts[TableState.RUNNING] == 0
                 and self._counts[TableState.WAITING_RETRY] == 0
             )
-        view = _Outcomes(self, overrides, pending_as, give_up_waiting)
+        view = DecisionOutcomes(self, overrides, pending_as, give_up_waiting)
         return Decision(
             start=tuple(start),
             abort=abort,
@@ -320,82 +302,6 @@ class IncrementalDecider:
     def outcome(self, key: str) -> TableOutcome:
         """The observed outcome of one table (before this pass's starts and halts)."""
         return self._outcomes[key]
-
-
-def _halted(note: str, blocked: tuple[str, ...]) -> Callable[[TableOutcome], TableOutcome]:
-    """What pending tables become when the run halts (cancellation, fail-fast)."""
-
-    def replace_pending(outcome: TableOutcome) -> TableOutcome:
-        return not_attempted(outcome, note, blocked)
-
-    return replace_pending
-
-
-def _breaker_failed(outcome: TableOutcome, note: str) -> TableOutcome:
-    """A pending table the open circuit breaker keeps from starting (as ``decide``)."""
-    return TableOutcome(
-        table=outcome.table,
-        state=TableState.FAILED,
-        attempts=0,
-        failure_kind=FailureKind.AUTH_FAILED,
-        error=note,
-    )
-
-
-class _Outcomes(Mapping[str, TableOutcome]):
-    """Every table's outcome of one decision: the decider's state, this pass's starts, and
-    the halt's replacements, computed when read (O(1) to make)."""
-
-    def __init__(
-        self,
-        decider: IncrementalDecider,
-        overrides: Mapping[str, TableOutcome],
-        pending_as: Callable[[TableOutcome], TableOutcome] | None,
-        give_up_waiting: bool,
-    ) -> None:
-        self._decider = decider
-        self._version = decider._version
-        self._overrides = overrides
-        self._pending_as = pending_as
-        self._give_up_waiting = give_up_waiting
-
-    def __getitem__(self, key: str) -> TableOutcome:
-        decider = self._decider
-        if decider._version != self._version:
-            raise RuntimeError("a decision of an IncrementalDecider read after a later observe()")
-        found = self._overrides.get(key)
-        if found is not None:
-            return found
-        outcome = decider._outcomes[key]
-        if outcome.state is TableState.PENDING and self._pending_as is not None:
-            return self._pending_as(outcome)
-        if outcome.state is TableState.WAITING_RETRY and self._give_up_waiting:
-            return _give_up(outcome)
-        return outcome
-
-    def tally(self) -> tuple[Counter[TableState], Counter[str]] | None:
-        """Tables by state, final failures by kind: O(starts + failures); None if halting."""
-        decider = self._decider
-        if decider._version != self._version:
-            raise RuntimeError("a decision of an IncrementalDecider read after a later observe()")
-        if self._pending_as is not None or self._give_up_waiting:
-            return None  # the pending tables change: read them all
-        states = Counter(decider._counts)
-        for key, outcome in self._overrides.items():
-            states[decider._outcomes[key].state] -= 1
-            states[outcome.state] += 1
-        failed = (self[key] for key in decider._final_failures)
-        kinds = Counter((o.failure_kind or FailureKind.UNKNOWN).value for o in failed)
-        return states, kinds
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._decider.order)
-
-    def __len__(self) -> int:
-        return len(self._decider.order)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._decider.position
 
 
 __all__ = ["TERMINAL_STATES", "IncrementalDecider"]
