@@ -11,6 +11,7 @@ decisions' starts are observed and finish with random outcomes.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -88,10 +89,15 @@ def attempt_strategy(draw: st.DrawFn, tables: list[str]) -> Attempt:
     )
 
 
+#: A run's tables, their file access, its policy, and batches of observed attempts.
+History = tuple[list[str], dict[str, FileAccess], RunPolicy, list[list[Attempt]]]
+
+#: A clock (seconds after T0) and a cancelled flag per batch of a history.
+clocks_strategy = st.lists(st.tuples(st.floats(0, 600), st.booleans()), min_size=6, max_size=6)
+
+
 @st.composite
-def histories(
-    draw: st.DrawFn,
-) -> tuple[list[str], dict[str, FileAccess], RunPolicy, list[list[Attempt]]]:
+def histories(draw: st.DrawFn) -> History:
     tables = [f"t{i}" for i in range(draw(st.integers(min_value=0, max_value=7)))]
     files = {t: a for t in tables if (a := draw(access_strategy)) is not None}
     batches = draw(
@@ -100,19 +106,27 @@ def histories(
     return tables, files, draw(policy_strategy), batches
 
 
-@given(histories(), st.lists(st.tuples(st.floats(0, 600), st.booleans()), min_size=6, max_size=6))
-@settings(max_examples=400, deadline=None)
-def test_incremental_equals_full_recomputation_on_random_histories(
-    history: tuple[list[str], dict[str, FileAccess], RunPolicy, list[list[Attempt]]],
-    clocks: list[tuple[float, bool]],
-) -> None:
+def replay(
+    history: History, clocks: Sequence[tuple[float, bool]]
+) -> Iterator[tuple[IncrementalDecider, list[Attempt], list[Attempt], datetime, bool]]:
+    """A new decider observes the history's batches in turn; after each: the decider, the
+    batch, every attempt observed so far (in order), the batch's clock and cancelled flag."""
     tables, files, policy, batches = history
     decider = IncrementalDecider(tables, policy, files=files)
     seen: list[Attempt] = []
     for batch, (seconds, cancelled) in zip(batches, clocks, strict=False):
         decider.observe(batch)
         seen.extend(batch)
-        now = at(seconds)
+        yield decider, batch, seen, at(seconds), cancelled
+
+
+@given(histories(), clocks_strategy)
+@settings(max_examples=400, deadline=None)
+def test_incremental_equals_full_recomputation_on_random_histories(
+    history: History, clocks: list[tuple[float, bool]]
+) -> None:
+    tables, files, policy, _batches = history
+    for decider, _batch, seen, now, cancelled in replay(history, clocks):
         full = decide(tables, seen, policy, now, cancelled=cancelled, files=files)
         assert_same(decider.decide(now, cancelled=cancelled), full)
         # Level-based: deciding again without observing answers the same.
@@ -122,18 +136,12 @@ def test_incremental_equals_full_recomputation_on_random_histories(
 @given(histories(), st.lists(st.floats(0, 600), min_size=6, max_size=6))
 @settings(max_examples=200, deadline=None)
 def test_incremental_equals_full_recomputation_when_halted(
-    history: tuple[list[str], dict[str, FileAccess], RunPolicy, list[list[Attempt]]],
-    clocks: list[float],
+    history: History, clocks: list[float]
 ) -> None:
     """A halt (the runner policy refusing the frozen spec after a restart) decides alike."""
-    tables, files, policy, batches = history
+    tables, files, policy, _batches = history
     halt = "spec.runner.image: image 'evil.io/x:1' is not allowed"
-    decider = IncrementalDecider(tables, policy, files=files)
-    seen: list[Attempt] = []
-    for batch, seconds in zip(batches, clocks, strict=False):
-        decider.observe(batch)
-        seen.extend(batch)
-        now = at(seconds)
+    for decider, _batch, seen, now, _ in replay(history, [(s, False) for s in clocks]):
         full = decide(tables, seen, policy, now, halt=halt, files=files)
         assert_same(decider.decide(now, halt=halt), full)
         assert full.start == ()
