@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from tests.chart.support import NAMESPACE, Render, find
+from tests.support.loopback import serve
 
 from rocky_operator.kube.client import KubeClient
 from rocky_operator.kube.configuration import configuration_for
@@ -66,15 +67,8 @@ async def store() -> AsyncIterator[tuple[LeaseStore, str]]:
         return await lease.handle(request)  # looked up per request: a test may swap it
 
     app.router.add_route("*", PATH + "{tail:.*}", dispatch)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield lease, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serve(app) as url:
+        yield lease, url
 
 
 def _client(url: str) -> KubeClient:

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 from aiohttp import web
+from tests.support.loopback import serve
 
 from rocky_operator import handlers
 from rocky_operator.kube import configuration as kube_configuration
@@ -39,15 +40,8 @@ async def server() -> AsyncIterator[tuple[str, list[str]]]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}", seen
-    finally:
-        await runner.cleanup()
+    async with serve(app) as url:
+        yield url, seen
 
 
 def _kubeconfig(path: Path, server: str, user: dict[str, object]) -> Path:
