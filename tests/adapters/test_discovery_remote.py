@@ -12,7 +12,7 @@ import pytest
 
 from fakes.bigquery import bigquery_server, service_account_json
 from fakes.databricks import databricks_warehouse
-from fakes.snowflake import fakesnow_server
+from fakes.snowflake import fakesnow_adapter, fakesnow_server
 from rocky_runner.adapters.base import Credentials
 from rocky_runner.contract import (
     ENV_BIGQUERY_CREDENTIALS,
@@ -43,18 +43,7 @@ def test_snowflake_discovery() -> None:
             cur.execute(statement)
         conn.close()
         found = discover_tables(
-            {
-                "type": "snowflake",
-                "snowflake": {
-                    "account": "fakesnow",
-                    "user": "fake",
-                    "database": "DISC",
-                    "host": "127.0.0.1",
-                    "port": kwargs["port"],
-                    "protocol": "http",
-                    "passwordSecretRef": {"name": "s", "key": "k"},
-                },
-            },
+            fakesnow_adapter(kwargs["port"], "DISC", ("s", "k")),
             prefix="SRC__",
             separator="__",
             components=["tenant", "region"],

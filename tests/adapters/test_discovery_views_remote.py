@@ -19,7 +19,7 @@ import pytest
 
 from fakes.bigquery import bigquery_server, service_account_json
 from fakes.databricks import databricks_warehouse
-from fakes.snowflake import fakesnow_server
+from fakes.snowflake import fakesnow_adapter, fakesnow_server
 from rocky_runner.adapters.base import Credentials
 from rocky_runner.contract import (
     ENV_BIGQUERY_CREDENTIALS,
@@ -79,18 +79,7 @@ def snowflake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Discoverer]:
         ):
             cur.execute(statement)
         conn.close()
-        settings = {
-            "type": "snowflake",
-            "snowflake": {
-                "account": "fakesnow",
-                "user": "fake",
-                "database": db,
-                "host": "127.0.0.1",
-                "port": kwargs["port"],
-                "protocol": "http",
-                "passwordSecretRef": {"name": "s", "key": "k"},
-            },
-        }
+        settings = fakesnow_adapter(kwargs["port"], db, ("s", "k"))
         credentials = Credentials({ENV_SNOWFLAKE_PASSWORD: kwargs["password"]})
         yield lambda **kw: discover(settings, credentials=credentials, **_pattern("SRC__"), **kw)
 

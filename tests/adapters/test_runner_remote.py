@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from fakes.bigquery import bigquery_server, service_account_json
-from fakes.snowflake import fakesnow_server, gs_error, snowflake_stub
+from fakes.snowflake import fakesnow_adapter, fakesnow_server, gs_error, snowflake_stub
 from rocky_runner.contract import (
     ENV_BIGQUERY_CREDENTIALS,
     ENV_RESULT_PATH,
@@ -67,18 +67,7 @@ def _snowflake_task(port: int, database: str) -> dict[str, Any]:
         "strategy": "incremental",
         "timestamp_column": "_FIVETRAN_SYNCED",
         "timeout_seconds": 60,
-        "adapter": {
-            "type": "snowflake",
-            "snowflake": {
-                "account": "fakesnow",
-                "user": "fake",
-                "database": database,
-                "host": "127.0.0.1",
-                "port": port,
-                "protocol": "http",
-                "passwordSecretRef": {"name": "snowflake", "key": "password"},
-            },
-        },
+        "adapter": fakesnow_adapter(port, database),
     }
 
 

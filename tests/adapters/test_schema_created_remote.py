@@ -22,7 +22,7 @@ from tests.support.rocky_schema import check_run_output
 
 from fakes.bigquery import bigquery_server, service_account_json
 from fakes.databricks import CA_FILE, databricks_warehouse
-from fakes.snowflake import fakesnow_server
+from fakes.snowflake import fakesnow_adapter, fakesnow_server
 from rocky_operator.logic.decide import TableOutcome, TableState
 from rocky_operator.logic.run_output import build_run_output
 from rocky_operator.logic.tables import PlannedTable, table_key
@@ -133,18 +133,7 @@ def test_snowflake_reads_the_create_schema_status(fakesnow: dict[str, Any]) -> N
             conn.cursor().execute(statement)
     finally:
         conn.close()
-    settings = {
-        "type": "snowflake",
-        "snowflake": {
-            "account": "fakesnow",
-            "user": "fake",
-            "host": "127.0.0.1",
-            "port": fakesnow["port"],
-            "protocol": "http",
-            "database": "RAWC",
-            "passwordSecretRef": {"name": "snowflake", "key": "password"},
-        },
-    }
+    settings = fakesnow_adapter(fakesnow["port"], "RAWC")
     target = {"catalog": "WHC", "schema": "staging__us"}
     tasks = [
         _task("snowflake", "SRC", target, t.upper()).model_copy(update={"adapter": settings})

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from fakes.snowflake import fakesnow_server
+from fakes.snowflake import fakesnow_adapter, fakesnow_server
 from rocky_runner.adapters import snowflake as sf
 from rocky_runner.adapters.base import Credentials, open_adapter
 from rocky_runner.classify import classify_exception
@@ -55,18 +55,7 @@ class Warehouse:
         return list(cur.fetchall())
 
     def settings(self) -> dict[str, Any]:
-        return {
-            "type": "snowflake",
-            "snowflake": {
-                "account": "fakesnow",
-                "user": "fake",
-                "host": "127.0.0.1",
-                "port": self.kwargs["port"],
-                "protocol": "http",
-                "database": self.source_db,
-                "passwordSecretRef": {"name": "snowflake", "key": "password"},
-            },
-        }
+        return fakesnow_adapter(self.kwargs["port"], self.source_db)
 
     def open(self) -> sf.SnowflakeAdapter:
         adapter = open_adapter(

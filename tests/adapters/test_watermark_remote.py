@@ -18,7 +18,7 @@ import pytest
 
 from fakes.bigquery import bigquery_server, service_account_json
 from fakes.databricks import CA_FILE, databricks_warehouse
-from fakes.snowflake import fakesnow_server
+from fakes.snowflake import fakesnow_adapter, fakesnow_server
 from rocky_runner.adapters import bigquery as bq
 from rocky_runner.adapters import databricks as dbx
 from rocky_runner.adapters.base import Adapter, Credentials, open_adapter
@@ -64,18 +64,7 @@ def _snowflake() -> Iterator[Remote]:
         run(f"CREATE DATABASE WMRAW{n}")
         run(f"CREATE SCHEMA WMRAW{n}.SRC")
         run(f"CREATE DATABASE WMWH{n}")
-        settings = {
-            "type": "snowflake",
-            "snowflake": {
-                "account": "fakesnow",
-                "user": "fake",
-                "host": "127.0.0.1",
-                "port": kwargs["port"],
-                "protocol": "http",
-                "database": f"WMRAW{n}",
-                "passwordSecretRef": {"name": "snowflake", "key": "password"},
-            },
-        }
+        settings = fakesnow_adapter(kwargs["port"], f"WMRAW{n}")
 
         def task(**extra: Any) -> TableTask:
             return TableTask.model_validate(

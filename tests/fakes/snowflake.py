@@ -120,6 +120,27 @@ def fakesnow_server() -> Iterator[dict[str, Any]]:
             thread.join(timeout=10)
 
 
+def fakesnow_adapter(
+    port: int, database: str, secret: tuple[str, str] = ("snowflake", "password")
+) -> dict[str, Any]:
+    """A task's ``adapter`` settings for the fakesnow server on ``port`` (see
+    :func:`fakesnow_server`): ``database`` as the source database, the password read from
+    the Secret ``secret`` (name, key)."""
+    name, key = secret
+    return {
+        "type": "snowflake",
+        "snowflake": {
+            "account": "fakesnow",
+            "user": "fake",
+            "database": database,
+            "host": "127.0.0.1",
+            "port": port,
+            "protocol": "http",
+            "passwordSecretRef": {"name": name, "key": key},
+        },
+    }
+
+
 def login_ok() -> Reply:
     """A successful login answer (the fields the connector reads)."""
     return Reply.json(

@@ -55,7 +55,7 @@ print("LOADED " + json.dumps({"code": code, "loaded": sorted(loaded & heavy)}))
 
 @contextmanager
 def _snowflake() -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
-    from fakes.snowflake import fakesnow_server
+    from fakes.snowflake import fakesnow_adapter, fakesnow_server
 
     with fakesnow_server() as kwargs:
         import snowflake.connector
@@ -69,18 +69,7 @@ def _snowflake() -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
         ):
             conn.cursor().execute(statement)
         conn.close()
-        settings = {
-            "type": "snowflake",
-            "snowflake": {
-                "account": "fakesnow",
-                "user": "fake",
-                "database": "LEANDB",
-                "host": "127.0.0.1",
-                "port": kwargs["port"],
-                "protocol": "http",
-                "passwordSecretRef": {"name": "s", "key": "k"},
-            },
-        }
+        settings = fakesnow_adapter(kwargs["port"], "LEANDB", ("s", "k"))
         yield settings, {c.ENV_SNOWFLAKE_PASSWORD: kwargs["password"]}
 
 
