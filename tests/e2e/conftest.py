@@ -18,6 +18,7 @@ from kubernetes import client, config
 from tests.support.control_plane import ControlPlane, binaries_dir
 from tests.support.e2e import OperatorProcess, Rest, apply_crds
 from tests.support.schedules import StartOperator
+from tests.support.warehouses import source_warehouse
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -106,3 +107,10 @@ def start_operator(
     finally:
         for operator in started:
             operator.stop()
+
+
+@pytest.fixture
+def tiny_warehouse(tmp_path: Path) -> Path:
+    """One source table, schema src__acme__us__shop (tenant, region, source): 3 rows."""
+    path = tmp_path / "tiny" / "warehouse.duckdb"
+    return source_warehouse(path, [("src__acme__us__shop", "orders")], rows=3)

@@ -31,12 +31,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 import yaml
 from tests.chart.support import CHART, build_tool
 from tests.support.control_plane import ControlPlane, free_port, tail
 from tests.support.e2e import OperatorProcess, apply_crds, kubectl, wait_for
+from tests.support.warehouses import source_warehouse
 
 import rocky_operator
 from rocky_operator.metrics import DURATION_BUCKETS
@@ -175,18 +175,8 @@ def prometheus(operator: int, rules_file: Path, tmp_path: Path) -> Iterator[Prom
 @pytest.fixture
 def warehouse(tmp_path: Path) -> Path:
     path = tmp_path / "warehouse" / "warehouse.duckdb"
-    path.parent.mkdir(parents=True)
-    con = duckdb.connect(str(path))
-    try:
-        con.execute("CREATE SCHEMA src__acme")
-        for table in sorted((*COPIED, AUTH_FAILED)):
-            con.execute(
-                f"CREATE TABLE src__acme.{table} AS SELECT range AS id, "
-                "TIMESTAMP '2026-01-01' AS _fivetran_synced FROM range(5)"
-            )
-    finally:
-        con.close()
-    return path
+    tables = [("src__acme", table) for table in sorted((*COPIED, AUTH_FAILED))]
+    return source_warehouse(path, tables, rows=5)
 
 
 def run_manifest(warehouse: Path) -> dict[str, Any]:

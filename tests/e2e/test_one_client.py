@@ -21,8 +21,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
-import pytest
 from kubernetes import client
 from tests.support import schedules as sk
 from tests.support.control_plane import REPO, ControlPlane
@@ -74,22 +72,6 @@ def test_the_operators_modules_import_no_sync_client() -> None:
     assert "SYNC []" in proc.stdout, proc.stdout
 
 
-@pytest.fixture
-def tiny_warehouse(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny" / "warehouse.duckdb"
-    path.parent.mkdir(parents=True)
-    con = duckdb.connect(str(path))
-    try:
-        con.execute("CREATE SCHEMA src__acme__us__shop")
-        con.execute(
-            "CREATE TABLE src__acme__us__shop.orders AS SELECT range AS id, "
-            "TIMESTAMP '2026-01-01' AS _fivetran_synced FROM range(3)"
-        )
-    finally:
-        con.close()
-    return path
-
-
 def test_rocky_operator_run_uses_one_client_for_runs_schedules_lease_and_kopf(
     control_plane: ControlPlane,
     namespace: str,
@@ -116,18 +98,13 @@ def test_rocky_operator_run_uses_one_client_for_runs_schedules_lease_and_kopf(
     )
     operator.start()
     try:
-        sk.create(
+        sk.create_schedule(
             custom,
             namespace,
-            "rockyschedules",
+            "nightly",
             {
-                "apiVersion": f"{sk.GROUP}/{sk.VERSION}",
-                "kind": "RockySchedule",
-                "metadata": {"name": "nightly"},
-                "spec": {
-                    "schedule": "0 3 * * *",
-                    "runTemplate": {"spec": sk.run_spec(tiny_warehouse)},
-                },
+                "schedule": "0 3 * * *",
+                "runTemplate": {"spec": sk.run_spec(tiny_warehouse)},
             },
         )
         sk.create(

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 import yaml
 from tests.support.control_plane import (
@@ -38,6 +37,7 @@ from tests.support.e2e import (
     wait_for,
 )
 from tests.support.rocky_schema import check_run_output
+from tests.support.warehouses import source_warehouse
 
 from rocky_operator.demo.warehouse import PLANTED, DemoWarehouse, build_warehouse, hold_lock
 
@@ -347,20 +347,9 @@ def small_run(name: str, warehouse: Path, **spec: Any) -> dict[str, Any]:
 @pytest.fixture
 def small_warehouse(tmp_path: Path) -> Path:
     path = tmp_path / "small" / "warehouse.duckdb"
-    path.parent.mkdir(parents=True)
-    con = duckdb.connect(str(path))
-    try:
-        # One source schema per table, so each table has its own target catalog file and
-        # the write groups (one writer per DuckDB file) let all four run at once.
-        for table in HOOK_TABLES:
-            con.execute(f"CREATE SCHEMA src__{table}")
-            con.execute(
-                f"CREATE TABLE src__{table}.{table} AS SELECT range AS id, "
-                "TIMESTAMP '2026-01-01' AS _fivetran_synced FROM range(3)"
-            )
-    finally:
-        con.close()
-    return path
+    # One source schema per table, so each table has its own target catalog file and the
+    # write groups (one writer per DuckDB file) let all four run at once.
+    return source_warehouse(path, [(f"src__{table}", table) for table in HOOK_TABLES], rows=3)
 
 
 def run_pods(rest: Rest, namespace: str, run: str) -> list[dict[str, Any]]:

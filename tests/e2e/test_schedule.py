@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from kubernetes import client
 from tests.support import schedules as sk
@@ -32,23 +31,6 @@ def schedule_controller(start_operator: StartOperator) -> OperatorProcess:
     return start_operator()
 
 
-@pytest.fixture
-def tiny_warehouse(tmp_path: Path) -> Path:
-    """One source table, schema src__acme__us__shop (tenant, region, source)."""
-    path = tmp_path / "tiny" / "warehouse.duckdb"
-    path.parent.mkdir(parents=True)
-    con = duckdb.connect(str(path))
-    try:
-        con.execute("CREATE SCHEMA src__acme__us__shop")
-        con.execute(
-            "CREATE TABLE src__acme__us__shop.orders AS SELECT range AS id, "
-            "TIMESTAMP '2026-01-01' AS _fivetran_synced FROM range(3)"
-        )
-    finally:
-        con.close()
-    return path
-
-
 def test_schedule_creates_keeps_and_prunes_runs(
     control_plane: ControlPlane,
     namespace: str,
@@ -58,23 +40,18 @@ def test_schedule_creates_keeps_and_prunes_runs(
 ) -> None:
     ns = namespace
     # The schedule and its history, all before the operator starts.
-    schedule = sk.create(
+    schedule = sk.create_schedule(
         custom,
         ns,
-        "rockyschedules",
+        "nightly",
         {
-            "apiVersion": f"{sk.GROUP}/{sk.VERSION}",
-            "kind": "RockySchedule",
-            "metadata": {"name": "nightly"},
-            "spec": {
-                "schedule": "* * * * *",
-                "successfulRunsHistoryLimit": 1,
-                "failedRunsHistoryLimit": 1,
-                "resumeFromLastFailures": True,
-                "runTemplate": {
-                    "metadata": {"labels": {"team": "data"}},
-                    "spec": sk.run_spec(tiny_warehouse),
-                },
+            "schedule": "* * * * *",
+            "successfulRunsHistoryLimit": 1,
+            "failedRunsHistoryLimit": 1,
+            "resumeFromLastFailures": True,
+            "runTemplate": {
+                "metadata": {"labels": {"team": "data"}},
+                "spec": sk.run_spec(tiny_warehouse),
             },
         },
     )
@@ -236,16 +213,11 @@ def test_invalid_schedule_is_rejected_by_the_api_server(
     assert "at most 52 characters" in create("x" * 53)
 
     # A cron expression is only a string to the API server: the controller refuses it.
-    sk.create(
+    sk.create_schedule(
         custom,
         namespace,
-        "rockyschedules",
-        {
-            "apiVersion": f"{sk.GROUP}/{sk.VERSION}",
-            "kind": "RockySchedule",
-            "metadata": {"name": "bad-cron"},
-            "spec": {"schedule": "61 * * * *", "runTemplate": {"spec": sk.run_spec()}},
-        },
+        "bad-cron",
+        {"schedule": "61 * * * *", "runTemplate": {"spec": sk.run_spec()}},
     )
 
     def refused() -> dict[str, Any] | None:

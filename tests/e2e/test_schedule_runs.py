@@ -38,21 +38,16 @@ def test_schedule_runs_real_runs_through_the_operator(
     run_spec["runner"].pop("volumeMounts", None)
     run_spec["filter"] = "tenant=acme,region=us_west,source=shopify"
     run_spec["source"]["tables"] = ["products", "refunds"]  # refunds: query-rejected
-    sk.create(
+    sk.create_schedule(
         custom,
         namespace,
-        "rockyschedules",
+        "minutely",
         {
-            "apiVersion": f"{sk.GROUP}/{sk.VERSION}",
-            "kind": "RockySchedule",
-            "metadata": {"name": "minutely"},
-            "spec": {
-                "schedule": "* * * * *",
-                "successfulRunsHistoryLimit": 1,
-                "failedRunsHistoryLimit": 1,
-                "resumeFromLastFailures": True,
-                "runTemplate": {"spec": run_spec},
-            },
+            "schedule": "* * * * *",
+            "successfulRunsHistoryLimit": 1,
+            "failedRunsHistoryLimit": 1,
+            "resumeFromLastFailures": True,
+            "runTemplate": {"spec": run_spec},
         },
     )
     # The last scheduled time was 5 minutes ago, before the operator's first pass: the latest

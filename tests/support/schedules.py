@@ -32,6 +32,19 @@ def create(custom: client.CustomObjectsApi, ns: str, plural: str, body: Any) -> 
     return obj
 
 
+def create_schedule(
+    custom: client.CustomObjectsApi, ns: str, name: str, spec: dict[str, Any]
+) -> dict[str, Any]:
+    """Create the RockySchedule ``name`` with this spec; the created object."""
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "RockySchedule",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+    return create(custom, ns, "rockyschedules", body)
+
+
 def ts(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
