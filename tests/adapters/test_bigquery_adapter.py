@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from fakes.bigquery import FakeBigQuery, bigquery_server, service_account_json
+from fakes.bigquery import FakeBigQuery, bigquery_adapter, bigquery_server, service_account_json
 from fakes.http import RunningServer
 from rocky_runner.adapters import bigquery as bq
 from rocky_runner.adapters.base import Credentials, open_adapter
@@ -54,15 +54,7 @@ def api() -> Iterator[tuple[RunningServer, FakeBigQuery]]:
 
 
 def _settings(server: RunningServer) -> dict[str, Any]:
-    return {
-        "type": "bigquery",
-        "bigquery": {
-            "project": PROJECT,
-            "location": "US",
-            "apiEndpoint": server.url,
-            "credentialsSecretRef": {"name": "bigquery", "key": "key.json"},
-        },
-    }
+    return bigquery_adapter(server.url, PROJECT, location="US")
 
 
 def _open(server: RunningServer) -> bq.BigQueryAdapter:

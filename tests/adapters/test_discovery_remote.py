@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from fakes.bigquery import bigquery_server, service_account_json
+from fakes.bigquery import bigquery_adapter, bigquery_server, service_account_json
 from fakes.databricks import databricks_warehouse
 from fakes.snowflake import fakesnow_adapter, fakesnow_server
 from rocky_runner.adapters.base import Credentials
@@ -64,14 +64,7 @@ def test_bigquery_discovery() -> None:
             'CREATE TABLE "rocky-test".misc.orders (id BIGINT)'
         )
         found = discover_tables(
-            {
-                "type": "bigquery",
-                "bigquery": {
-                    "project": "rocky-test",
-                    "apiEndpoint": server.url,
-                    "credentialsSecretRef": {"name": "s", "key": "k"},
-                },
-            },
+            bigquery_adapter(server.url, "rocky-test", ("s", "k")),
             prefix="src__",
             separator="__",
             components=["tenant", "region"],

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from fakes.bigquery import bigquery_server, service_account_json
+from fakes.bigquery import bigquery_adapter, bigquery_server, service_account_json
 from fakes.databricks import databricks_warehouse
 from fakes.snowflake import fakesnow_adapter, fakesnow_server
 from rocky_runner.adapters.base import Credentials
@@ -94,14 +94,7 @@ def bigquery() -> Iterator[Discoverer]:
             'SELECT id FROM "rocky-test".src__acme__us.orders; '
             'CREATE VIEW "rocky-test".other.v_orders AS SELECT 1 AS id'
         )
-        settings = {
-            "type": "bigquery",
-            "bigquery": {
-                "project": "rocky-test",
-                "apiEndpoint": server.url,
-                "credentialsSecretRef": {"name": "s", "key": "k"},
-            },
-        }
+        settings = bigquery_adapter(server.url, "rocky-test", ("s", "k"))
         credentials = Credentials(
             {ENV_BIGQUERY_CREDENTIALS: service_account_json(f"{server.url}/token")}
         )

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from fakes.bigquery import bigquery_server, service_account_json
+from fakes.bigquery import bigquery_adapter, bigquery_server, service_account_json
 from fakes.snowflake import fakesnow_adapter, fakesnow_server, gs_error, snowflake_stub
 from rocky_runner.contract import (
     ENV_BIGQUERY_CREDENTIALS,
@@ -129,14 +129,7 @@ def test_bigquery_copy_and_missing_table_through_the_runner_process(tmp_path: Pa
             "target": {"schema": "staging", "table": "orders"},
             "strategy": "full_refresh",
             "timeout_seconds": 30,
-            "adapter": {
-                "type": "bigquery",
-                "bigquery": {
-                    "project": "rocky-test",
-                    "apiEndpoint": server.url,
-                    "credentialsSecretRef": {"name": "bigquery", "key": "key.json"},
-                },
-            },
+            "adapter": bigquery_adapter(server.url, "rocky-test"),
         }
         secrets = {ENV_BIGQUERY_CREDENTIALS: service_account_json(f"{server.url}/token")}
         code, result, stderr = _run(task, secrets, tmp_path)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from tests.support.rocky_schema import check_run_output
 
-from fakes.bigquery import bigquery_server, service_account_json
+from fakes.bigquery import bigquery_adapter, bigquery_server, service_account_json
 from fakes.databricks import CA_FILE, databricks_warehouse
 from fakes.snowflake import fakesnow_adapter, fakesnow_server
 from rocky_operator.logic.decide import TableOutcome, TableState
@@ -168,15 +168,7 @@ def test_bigquery_reads_the_ddl_operation_performed(monkeypatch: pytest.MonkeyPa
         service.sql(f'CREATE SCHEMA "{PROJECT}".src')
         for t in TABLES:
             service.sql(f'CREATE TABLE "{PROJECT}".src.{t} AS SELECT 1 AS id UNION ALL SELECT 2')
-        settings = {
-            "type": "bigquery",
-            "bigquery": {
-                "project": PROJECT,
-                "location": "US",
-                "apiEndpoint": server.url,
-                "credentialsSecretRef": {"name": "bigquery", "key": "key.json"},
-            },
-        }
+        settings = bigquery_adapter(server.url, PROJECT, location="US")
         key = service_account_json(f"{server.url}/token", PROJECT)
         credentials = Credentials({ENV_BIGQUERY_CREDENTIALS: key})
         target = {"catalog": PROJECT, "schema": "staging__us"}

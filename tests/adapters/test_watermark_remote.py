@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from fakes.bigquery import bigquery_server, service_account_json
+from fakes.bigquery import bigquery_adapter, bigquery_server, service_account_json
 from fakes.databricks import CA_FILE, databricks_warehouse
 from fakes.snowflake import fakesnow_adapter, fakesnow_server
 from rocky_runner.adapters import bigquery as bq
@@ -99,15 +99,7 @@ def _snowflake() -> Iterator[Remote]:
 def _bigquery() -> Iterator[Remote]:
     with bigquery_server(BQ_PROJECT) as (server, service):
         service.sql(f'CREATE SCHEMA "{BQ_PROJECT}".src')
-        settings = {
-            "type": "bigquery",
-            "bigquery": {
-                "project": BQ_PROJECT,
-                "location": "US",
-                "apiEndpoint": server.url,
-                "credentialsSecretRef": {"name": "bigquery", "key": "key.json"},
-            },
-        }
+        settings = bigquery_adapter(server.url, BQ_PROJECT, location="US")
         key = service_account_json(f"{server.url}/token", BQ_PROJECT)
 
         def task(**extra: Any) -> TableTask:

@@ -41,6 +41,29 @@ from fakes.http import Reply, Request, RunningServer, serve
 _API = "/bigquery/v2/projects/"
 
 
+def bigquery_adapter(
+    url: str,
+    project: str,
+    secret: tuple[str, str] = ("bigquery", "key.json"),
+    *,
+    location: str | None = None,
+) -> dict[str, Any]:
+    """A task's ``adapter`` settings for the fake BigQuery API at ``url`` (see
+    :func:`bigquery_server`): ``project`` (and ``location`` if given), the service account
+    key read from the Secret ``secret`` (name, key)."""
+    name, key = secret
+    located = {"location": location} if location is not None else {}
+    return {
+        "type": "bigquery",
+        "bigquery": {
+            "project": project,
+            **located,
+            "apiEndpoint": url,
+            "credentialsSecretRef": {"name": name, "key": key},
+        },
+    }
+
+
 def error_body(status: int, reason: str, message: str) -> Reply:
     """BigQuery's error response: ``error.errors[0].reason`` carries the reason."""
     return Reply.json(

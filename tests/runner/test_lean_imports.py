@@ -75,7 +75,7 @@ def _snowflake() -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
 
 @contextmanager
 def _bigquery() -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
-    from fakes.bigquery import bigquery_server, service_account_json
+    from fakes.bigquery import bigquery_adapter, bigquery_server, service_account_json
 
     with bigquery_server("lean") as (server, service):
         service.sql(
@@ -83,14 +83,7 @@ def _bigquery() -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
             'CREATE TABLE "lean".src.t (id BIGINT, _fivetran_synced TIMESTAMP); '
             "INSERT INTO \"lean\".src.t VALUES (1, '2024-01-01'), (2, '2024-01-02')"
         )
-        settings = {
-            "type": "bigquery",
-            "bigquery": {
-                "project": "lean",
-                "apiEndpoint": server.url,
-                "credentialsSecretRef": {"name": "s", "key": "k"},
-            },
-        }
+        settings = bigquery_adapter(server.url, "lean", ("s", "k"))
         yield settings, {c.ENV_BIGQUERY_CREDENTIALS: service_account_json(f"{server.url}/token")}
 
 
