@@ -7,9 +7,11 @@ records what it is about to do in the journal, does it
 (:mod:`~rocky_operator.kube.act`: create / delete pods), and reports
 (:mod:`~rocky_operator.kube.report`: the status once, only when it changed). Before
 the first pass, :mod:`~rocky_operator.kube.prepare` validates and plans the run.
-Pod events only *wake* the task; it then waits ``batch_seconds`` so a burst of
-events becomes one pass, and status writes are further limited to one per
-``status_interval_seconds`` except on transitions (phase or condition changes).
+Pod events only *wake* the task; a pass starts at most once per ``batch_seconds``
+(a wake later than that after the latest pass began runs one at once, an earlier one
+waits for the rest of the interval) so a burst of events becomes one pass, and
+status writes are further limited to one per ``status_interval_seconds`` except on
+transitions (phase or condition changes).
 
 Restart safety comes from the order of writes: an attempt is journaled as started
 before its pod is created (so an attempt number is never reused), and a result is
@@ -83,6 +85,8 @@ class RunWorker:
     start_time: datetime | None = None
     written: dict[str, Any] | None = None
     last_write: float = 0.0
+    pass_started: float | None = None
+    """When (monotonic) the latest pass began: the next waits until ``batch_seconds`` after."""
     pending_write: bool = False
     store: RunStore | None = None
     passes: int = 0
@@ -177,6 +181,7 @@ class RunWorker:
                         # A new operator process: the journal says when the run last moved.
                         moved = [a.finished_at or a.started_at for a in self.journal.values()]
                         self.progressed(max(moved, default=None))
+                    self.pass_started = monotonic()
                     if await self.reconcile():
                         await self.note_late_edit()
                         return
@@ -263,7 +268,13 @@ class RunWorker:
             await asyncio.wait_for(self.wake_event.wait(), timeout=max(timeout, 0.0))
         except TimeoutError:
             return
-        await asyncio.sleep(self.settings.batch_seconds)
+        # Leading edge: a wake at least batch_seconds after the latest pass began (the
+        # tail event of a run, a lone pod event) is handled at once; one sooner waits for
+        # the rest of the interval, so a burst still becomes one pass per batch_seconds.
+        started = self.pass_started if self.pass_started is not None else monotonic()
+        rest = started + self.settings.batch_seconds - monotonic()
+        if rest > 0:
+            await asyncio.sleep(rest)
         self.wake_event.clear()
 
     async def reconcile(self) -> bool:
