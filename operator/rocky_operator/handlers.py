@@ -2,9 +2,12 @@
 
 They are deliberately thin. A RockyRun event makes sure a run worker
 (:class:`rocky_operator.kube.worker.RunWorker`) drives the run; an event of one
-of its pods wakes that worker. The worker does the level-based pass (observe pods
-and journal, ``decide()``, create / delete pods, write status once), so bursts of
-pod events coalesce into one pass and one status write instead of one per event.
+of its pods wakes that worker, through the operator's own pod watch
+(:mod:`rocky_operator.kube.pod_watch`, started here with kopf, so by the leader only),
+not a kopf handler: kopf would keep a diff-base and progress for every pod event. The
+worker does the level-based pass (observe pods and journal, ``decide()``, create / delete
+pods, write status once), so bursts of pod events coalesce into one pass and one status
+write instead of one per event.
 
 kopf keeps its own bookkeeping in annotations (``rocky.dev/…``), never in the
 status: the structural schema would prune unknown status fields.
@@ -20,7 +23,6 @@ import kopf
 from rocky_operator.api.spec import API_GROUP, API_VERSION, PLURAL
 from rocky_operator.kube.configuration import CredentialRefresher, authorization
 from rocky_operator.kube.runtime import Runtime
-from rocky_operator.logic.pods import LABEL_RUN
 
 
 def _runtime(memo: Any) -> Runtime:
@@ -46,7 +48,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
-    await _runtime(memo).start()
+    runtime = _runtime(memo)
+    await runtime.start()
+    runtime.start_watching()
 
 
 @kopf.on.cleanup()
@@ -86,12 +90,6 @@ async def rockyrun_event(
         await controller.forget(namespace, name)
     else:
         controller.touch_run(namespace, name, body)
-
-
-@kopf.on.event("", "v1", "pods", labels={LABEL_RUN: kopf.PRESENT})
-async def runner_pod_event(labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any) -> None:
-    """A runner pod changed: wake its run's worker (it coalesces bursts)."""
-    _runtime(memo).controller.wake(namespace or "", labels[LABEL_RUN])
 
 
 @kopf.on.probe(id="runs")

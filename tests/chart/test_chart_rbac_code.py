@@ -1,7 +1,8 @@
 """The chart's roles against the verbs the operator's code calls, verb by verb.
 
 Every public method of the operator's API client (``kube/client.py``, the one client of the
-operator process) and of the schedule controller's calls over it (``client/schedules.py``) is
+operator process), of the schedule controller's calls over it (``client/schedules.py``) and the
+runner pods' watch (``kube/pod_watch.py``) is
 called against a loopback HTTP server that records each request; each request becomes the (apiGroup,
 resource, verb) RBAC would check. That set, plus what kopf itself does (named below with
 why), must be exactly what the chart's ClusterRole grants: a grant no code path needs, or a
@@ -28,6 +29,7 @@ from tests.chart.support import REPO, Render, only
 from rocky_operator.client.schedules import ScheduleApi
 from rocky_operator.kube.client import KubeClient
 from rocky_operator.kube.configuration import configuration_for
+from rocky_operator.kube.pod_watch import PodWatch
 from rocky_operator.kube.settings import ControllerSettings
 
 Verb = tuple[str, str, str]
@@ -40,7 +42,6 @@ KOPF: dict[Verb, str] = {
     ("rocky.dev", "rockyschedules", "list"): "kopf watches RockySchedules",
     ("rocky.dev", "rockyschedules", "watch"): "kopf watches RockySchedules",
     ("rocky.dev", "rockyschedules", "patch"): "kopf's handler progress annotations",
-    ("", "pods", "watch"): "kopf watches the runner pods (events wake the run's worker)",
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"): "kopf's resource discovery",
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"): "kopf's resource discovery",
 }
@@ -171,6 +172,9 @@ async def _code_verbs(recorder: Recorder) -> set[Verb]:
         for name in _public_methods(ScheduleApi):
             method = getattr(schedules, name)
             await method(**_call_args(method))
+        # The runner pods' watch (kube/pod_watch.py): a list for the version, then a watch.
+        watch = PodWatch(kube, ["ns"], lambda ns, run: None, lambda: None)
+        await watch.watch_once("ns", await watch.current_version("ns"))
     finally:
         await kube.close()
     return set(recorder.seen)

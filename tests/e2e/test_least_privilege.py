@@ -238,9 +238,15 @@ def test_operator_under_the_charts_rbac_is_never_denied(
 
     run_name = wait_for(scheduled_run, timeout=90, what="the scheduled run")
     wait_for(lambda: _finished(cp, namespace, run_name), timeout=180, what=f"{run_name} done")
-    pods_left = json.loads(kubectl(cp, "-n", namespace, "get", "pods", "-o", "json").stdout)
-    assert [p["metadata"]["name"] for p in pods_left["items"]
-            if p["metadata"]["name"].endswith("-discovery")] == []  # fmt: skip
+
+    def discovery_pods() -> list[str]:
+        pods = json.loads(kubectl(cp, "-n", namespace, "get", "pods", "-o", "json").stdout)
+        return [p["metadata"]["name"] for p in pods["items"]
+                if p["metadata"]["name"].endswith("-discovery")]  # fmt: skip
+
+    # Deleted by the operator before planning; gone once the node agent confirms (a deleted
+    # pod stays listed, terminating, until its node does): wait for that, not a moment.
+    wait_for(lambda: discovery_pods() == [], timeout=60, what="the discovery pod gone")
     operator.stop()
 
     events = operator_requests(cp, since, username)

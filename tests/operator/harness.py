@@ -591,6 +591,7 @@ async def operator_life(
     prepare: Callable[[Runtime], None] | None = None,
     **kwargs: Any,
 ) -> AsyncIterator[OperatorLife]:
+    kwargs.setdefault("namespaces", (namespace,))
     runtime = Runtime(
         configuration=configuration_for(server), settings=settings, metrics_port=None, **kwargs
     )

@@ -259,6 +259,7 @@ def build_runtime(args: argparse.Namespace, configuration: Configuration) -> Run
 
     return Runtime(
         configuration=configuration,
+        namespaces=tuple(args.namespace),
         settings=ControllerSettings(
             keep_failed_pods=args.keep_failed_pods,
             stuck_grace_seconds=args.stuck_grace_seconds,
@@ -279,6 +280,14 @@ async def operate_process(args: argparse.Namespace) -> int:
 
     from rocky_operator.kube.configuration import ConfigurationError, load_configuration
 
+    patterns = [n for n in args.namespace if set(n) & set("*?[]!,")]
+    if patterns:
+        print(
+            "rocky-operator run: --namespace takes a namespace name, not a pattern: "
+            f"{patterns[0]!r}",
+            file=sys.stderr,
+        )
+        return 1
     try:
         configuration = await load_configuration(args.context)
     except ConfigurationError as exc:

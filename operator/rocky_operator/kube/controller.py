@@ -169,6 +169,11 @@ class Controller:
         if worker is not None:
             worker.wake()
 
+    def wake_all(self) -> None:
+        """Every worker passes soon (the pod watch may have missed events)."""
+        for worker in self.workers.values():
+            worker.wake()
+
     async def forget(self, namespace: str, name: str) -> None:
         """The RockyRun is gone: stop its worker (its pods go with it by ownership)."""
         worker = self.workers.pop((namespace, name), None)

@@ -20,6 +20,7 @@ from rocky_operator.kube.controller import (
     Discover,
     discover_with_runner,
 )
+from rocky_operator.kube.pod_watch import PodWatch
 from rocky_operator.metrics import Metrics, MetricsServer
 
 
@@ -35,6 +36,8 @@ class Runtime:
     """The one API configuration (``kube/configuration.py``): the run workers' client, the
     schedules, the Lease and kopf's login all use it."""
     settings: ControllerSettings = field(default_factory=ControllerSettings)
+    namespaces: tuple[str, ...] = ()
+    """The namespaces watched (the runner pods' watch too); empty: all."""
     metrics_host: str = "0.0.0.0"
     metrics_port: int | None = 8080
     discover: Discover = discover_with_runner
@@ -43,11 +46,15 @@ class Runtime:
     client: KubeClient = field(init=False)
     controller: Controller = field(init=False)
     server: MetricsServer | None = field(default=None, init=False)
+    pod_watch: PodWatch = field(init=False)
 
     def __post_init__(self) -> None:
         self.client = KubeClient(self.configuration)
         self.controller = Controller(
             self.client, self.metrics, self.settings, discover=self.discover, clock=self.clock
+        )
+        self.pod_watch = PodWatch(
+            self.client, self.namespaces, self.controller.wake, self.controller.wake_all
         )
 
     async def start(self) -> None:
@@ -61,7 +68,12 @@ class Runtime:
             )
             await self.server.start()
 
+    def start_watching(self) -> None:
+        """Watch the runner pods (the leader only: called with kopf's start-up)."""
+        self.pod_watch.start()
+
     async def stop(self) -> None:
+        await self.pod_watch.stop()
         await self.controller.stop()
         if self.server is not None:
             await self.server.stop()
