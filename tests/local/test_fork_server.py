@@ -230,3 +230,43 @@ def test_duration_counts_from_the_fork_not_from_the_server_start(tmp_path: Path)
     durations = [m["duration_ms"] for m in result.output["materializations"]]
     assert len(durations) == len(TENANTS)
     assert 0 < sum(durations) <= took_ms, (durations, took_ms)
+
+
+def _fork_servers_of_this_process() -> list[int]:
+    """Live fork servers started by this (test) process, by ROCKY_FORKSERVER_PARENT."""
+    mark = f"ROCKY_FORKSERVER_PARENT={os.getpid()}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if mark in (entry / "environ").read_bytes().split(b"\0") and _alive(
+                    int(entry.name)
+                ):
+                    found.append(int(entry.name))
+    return found
+
+
+def test_server_is_launched_before_discovery_and_closed_when_it_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fork server imports its modules while discovery runs (it is already a process
+    when discovery starts); a failed discovery ends the run and leaves no server behind."""
+    import rocky_operator.local.executor as executor
+
+    seen_during_discovery: list[list[int]] = []
+
+    def failing_discovery(manifest: object) -> object:
+        seen_during_discovery.append(_fork_servers_of_this_process())
+        raise RuntimeError("the catalog is gone")
+
+    monkeypatch.setattr(executor, "discover", failing_discovery)
+    manifest = write_manifest(tmp_path / "run.yaml", _doc(_warehouse(tmp_path)))
+    result = run(manifest, _options("fork", tmp_path / "logs"))
+    assert result.code == 1
+    assert "discovery failed" in result.stderr
+    assert seen_during_discovery, "discovery never ran"
+    assert seen_during_discovery[0], "no server during discovery"
+    deadline = time.monotonic() + DEADLINE
+    while _fork_servers_of_this_process() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _fork_servers_of_this_process() == []

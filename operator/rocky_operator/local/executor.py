@@ -22,12 +22,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from rocky_operator.local.fork import ForkServer
 from rocky_operator.local.journal import Journal, default_journal_path
 from rocky_operator.local.manifest import Manifest, ManifestError, load_manifest, localize
 from rocky_operator.local.options import Clock, LocalOptions, runner_env, utc_now
 from rocky_operator.local.progress import Reporter
 from rocky_operator.local.resume import PreviousRun, load_previous, parse_kinds, select_tables
-from rocky_operator.local.run_loop import RunLoop
+from rocky_operator.local.run_loop import RunLoop, launch_fork_server
 from rocky_operator.logic.run_output import build_failed_run_output, build_run_output, exit_code
 from rocky_operator.logic.tables import (
     Exclusion,
@@ -95,11 +96,19 @@ def execute(
     reporter = Reporter(stderr)
     started = clock()
     spec = manifest.spec
+    work_dir = options.logs_dir or Path(tempfile.mkdtemp(prefix=f"rocky-local-{manifest.name}-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    # The fork server imports the runner and the adapter while discovery and planning run.
+    server = _launch_server(manifest, options, work_dir)
     try:
         # Discovery runs the connector in this process: what it prints is redacted too.
         with redacted_std_streams(_redactor(manifest), stdout=False):
             planned, excluded = discover(manifest)
     except Exception as exc:  # the run's boundary: any discovery failure ends it as a failure
+        if server is not None:
+            server.close()
+        if options.logs_dir is None:
+            shutil.rmtree(work_dir, ignore_errors=True)
         kind = discovery_failure_kind(exc)
         message = _redactor(manifest)(f"discovery failed: {type(exc).__name__}: {exc}")
         doc = build_failed_run_output(
@@ -129,10 +138,8 @@ def execute(
         planned = chosen
         previous = replace(previous, run_now=frozenset(t.asset_key for t in chosen))
 
-    work_dir = options.logs_dir or Path(tempfile.mkdtemp(prefix=f"rocky-local-{manifest.name}-"))
-    work_dir.mkdir(parents=True, exist_ok=True)
     journal = _open_journal(manifest, options, started, previous, reporter)
-    loop = RunLoop(manifest, planned, options, reporter, work_dir, clock, journal)
+    loop = RunLoop(manifest, planned, options, reporter, work_dir, clock, journal, server)
     reporter.start(manifest.name, len(planned), spec.concurrency, note)
     empty = no_tables_message(
         spec, planned=len(planned), resumed=discovered - len(planned), excluded=excluded
@@ -171,6 +178,13 @@ def execute(
     if options.logs_dir is not None:
         reporter.line(f"runner logs and result files: {options.logs_dir}")
     return exit_code(doc["status"])
+
+
+def _launch_server(manifest: Manifest, options: LocalOptions, work_dir: Path) -> ForkServer | None:
+    try:
+        return launch_fork_server(manifest, options, work_dir)
+    except OSError:
+        return None  # the run loop tries again on first use, and says why it cannot
 
 
 def _open_journal(

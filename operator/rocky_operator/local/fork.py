@@ -85,6 +85,8 @@ class ForkServer:
         self.runners: dict[str, ForkedRunner] = {}
         self.alive = True
         self._ready = False
+        self._log_path: Path | None = None
+        self._launched = time.monotonic()
 
     @classmethod
     def start(
@@ -96,6 +98,21 @@ class ForkServer:
         command: Sequence[str] = FORKSERVER_COMMAND,
     ) -> ForkServer:
         """Start the server with ``adapters``' modules preloaded; wait until it is ready."""
+        server = cls.launch(adapters=adapters, log_path=log_path, env=env, command=command)
+        server.wait_ready()
+        return server
+
+    @classmethod
+    def launch(
+        cls,
+        *,
+        adapters: Sequence[str],
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        command: Sequence[str] = FORKSERVER_COMMAND,
+    ) -> ForkServer:
+        """Start the server without waiting for it: it imports its modules while the
+        caller goes on (discovery, planning); ``wait_ready`` before the first ``spawn``."""
         server_env = dict(os.environ if env is None else env)
         server_env["ROCKY_FORKSERVER_PARENT"] = str(os.getpid())
         log = log_path.open("ab")
@@ -112,23 +129,34 @@ class ForkServer:
             log.close()
             raise
         server = cls(process, log)
+        server._log_path = log_path
+        server._launched = time.monotonic()
         assert server._stdout is not None
         os.set_blocking(server._stdout.fileno(), False)
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        return server
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def wait_ready(self) -> None:
+        """Wait for the server's "ready" line (at most READY_TIMEOUT_SECONDS from its
+        launch); raises ForkServerError, the server closed, if it exits or never gets there."""
+        deadline = self._launched + READY_TIMEOUT_SECONDS
         while True:
-            server.pump()
+            self.pump()
             # Checked after every read: waiting once more after the "ready" line was
             # read would block until the deadline (nothing else arrives before a start).
-            if server._ready:
-                return server
-            if not server.alive:
-                server.close()
-                raise ForkServerError(f"the runner fork server exited; see {log_path}")
+            if self._ready:
+                return
+            if not self.alive:
+                self.close()
+                raise ForkServerError(f"the runner fork server exited; see {self._log_path}")
             left = deadline - time.monotonic()
             if left <= 0:
-                server.close()
-                raise ForkServerError(f"the runner fork server did not start; see {log_path}")
-            server.wait_readable(left)
+                self.close()
+                raise ForkServerError(f"the runner fork server did not start; see {self._log_path}")
+            self.wait_readable(left)
 
     def fileno(self) -> int:
         """Readable when the server reported something (a runner started or ended)."""

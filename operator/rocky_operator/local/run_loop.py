@@ -50,6 +50,25 @@ def _on_sigint(handler: Callable[[], None]) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def uses_fork_server(options: LocalOptions) -> bool:
+    """Runners are forked from a server unless turned off or another command runs them."""
+    return options.fork_server and tuple(options.runner_command) == DEFAULT_RUNNER_COMMAND
+
+
+def launch_fork_server(
+    manifest: Manifest, options: LocalOptions, work_dir: Path
+) -> ForkServer | None:
+    """The run's fork server, launched but not waited for (it imports the runner and the
+    adapter meanwhile); None when runners are not forked. Raises OSError."""
+    if not uses_fork_server(options):
+        return None
+    return ForkServer.launch(
+        adapters=[str(manifest.spec.adapter.type)],
+        log_path=work_dir / "forkserver.log",
+        env={**os.environ, **runner_env(manifest)},
+    )
+
+
 class RunLoop:
     """The observe -> decide -> act loop over runner processes."""
 
@@ -62,6 +81,7 @@ class RunLoop:
         work_dir: Path,
         clock: Clock,
         journal: Journal | None = None,
+        server: ForkServer | None = None,
     ) -> None:
         self.manifest = manifest
         self.tables = {t.key: t for t in tables}
@@ -90,10 +110,9 @@ class RunLoop:
         self._reason: str | None = None
         self.journal = journal
         self._journaled: set[str] = set()
-        self.server: ForkServer | None = None
-        self._use_server = options.fork_server and (
-            tuple(options.runner_command) == DEFAULT_RUNNER_COMMAND
-        )
+        #: A server launched before planning (``launch_fork_server``) or on first use.
+        self.server: ForkServer | None = server
+        self._use_server = uses_fork_server(options)
 
     def _fork_server(self) -> ForkServer | None:
         """The run's fork server, started on first use (again if it died); None: spawn
@@ -103,18 +122,16 @@ class RunLoop:
         if self.server is not None and not self.server.alive:
             self.server.close()
             self.server = None
-        if self.server is None:
-            adapter = str(self.manifest.spec.adapter.type)
-            try:
-                self.server = ForkServer.start(
-                    adapters=[adapter],
-                    log_path=self.work_dir / "forkserver.log",
-                    env={**os.environ, **self.env},
-                )
-            except OSError as exc:
-                self._use_server = False
-                self.reporter.line(f"fork server unavailable ({exc}); one process per table")
-                return None
+        try:
+            if self.server is None:
+                self.server = launch_fork_server(self.manifest, self.options, self.work_dir)
+            if self.server is not None and not self.server.ready:
+                self.server.wait_ready()
+        except OSError as exc:
+            self.server = None
+            self._use_server = False
+            self.reporter.line(f"fork server unavailable ({exc}); one process per table")
+            return None
         return self.server
 
     def label(self, key: str) -> str:
